@@ -1,0 +1,69 @@
+package workflows
+
+import "time"
+
+// NodeInfo is what the inventory says of a node (no credentials).
+type NodeInfo struct {
+	Name string
+	Rack string
+	Slot int
+	MACs []string
+	IP   string
+}
+
+// CloneInput asks for node's writable root from image@version.
+type CloneInput struct {
+	Node, Image, Version string
+}
+
+// Root is a node's writable clone of an image version.
+type Root struct {
+	Node, Image, Version string
+	Digest               string // "sha256:<hex>" of the image file
+	Size                 int64  // bytes
+}
+
+// ExportResult is where nodes fetch an exported root's image.
+type ExportResult struct {
+	URL    string // HTTP URL of the image file
+	Digest string
+}
+
+// BootMode is what the netboot service hands a node.
+type BootMode string
+
+// Boot modes.
+const (
+	BootLocal   BootMode = "local"   // boot the local disk (the node's default)
+	BootInstall BootMode = "install" // netboot the installer agent
+)
+
+// SetBootInput writes the boot profile of every MAC of Node. For BootInstall,
+// ImageURL/Digest say what to install and Run (the workflow run ID) is bound
+// into the check-in token.
+type SetBootInput struct {
+	Node     string
+	Mode     BootMode
+	ImageURL string
+	Digest   string
+	Run      string
+}
+
+// PowerCycleInput power-cycles Node through its BMC after setting a one-time
+// boot device: PXE, or the local disk when Disk is set. Hard means power off,
+// then on; otherwise a BMC power cycle (a node that is off is powered on).
+type PowerCycleInput struct {
+	Node string
+	Hard bool
+	Disk bool
+}
+
+// CheckIn is the check-in signal a verified agent call becomes.
+type CheckIn struct {
+	Node    string
+	Run     string
+	Status  string // "ok" or "error"
+	Digest  string // what the agent wrote
+	Message string
+	At      time.Time // when the netboot service received it
+}

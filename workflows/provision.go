@@ -1,0 +1,272 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Defaults of ProvisionInput.
+const (
+	DefaultCheckInTimeout = 10 * time.Minute
+	DefaultBootAttempts   = 2
+)
+
+// ProvisionInput asks for Node to be provisioned with Image at Version.
+type ProvisionInput struct {
+	Node    string
+	Image   string
+	Version string
+	// CheckInTimeout bounds each boot attempt's wait for the agent's
+	// check-in (default 10 min).
+	CheckInTimeout time.Duration
+	// BootAttempts is how many times the node is booted before it is given
+	// up: the first is a BMC power cycle, the later ones power off + on
+	// (Kadeploy's soft → hard escalation). Default 2.
+	BootAttempts int
+}
+
+func (in ProvisionInput) withDefaults() ProvisionInput {
+	if in.CheckInTimeout <= 0 {
+		in.CheckInTimeout = DefaultCheckInTimeout
+	}
+	if in.BootAttempts <= 0 {
+		in.BootAttempts = DefaultBootAttempts
+	}
+	return in
+}
+
+// ProvisionResult is what a provisioned node runs.
+type ProvisionResult struct {
+	Node, Rack, Image, Version string
+	Digest                     string    // of the image the agent wrote
+	BootAttempts               int       // boots it took
+	CheckedInAt                time.Time // when the agent checked in
+}
+
+// Progress is the answer of the "progress" query.
+type Progress struct {
+	Node, Rack, Image, Version string
+	Phase                      Phase
+	Step                       string    // human-readable current step
+	Since                      time.Time // when Phase was entered
+	BootAttempt                int
+	RejectedCheckIns           int // check-ins refused (wrong node or run)
+	Error                      string
+}
+
+// Provision images one node (workflow ID "node/<name>"): clone the image
+// version into the node's root → export it → set the node's boot profile →
+// power-cycle it through its BMC → await the agent's check-in (a workflow
+// timer per boot; on timeout the next boot escalates to power off + on) →
+// set the final boot (local disk). It follows HOP-SCOTCH's provisioning steps
+// and Kadeploy's per-step timeouts. On failure the completed steps are undone
+// in reverse (saga) and the node is reset to its default boot; the error is
+// a non-retryable ApplicationError whose type is one of the Err* constants
+// when the cause is known.
+func Provision(ctx workflow.Context, in ProvisionInput) (ProvisionResult, error) {
+	in = in.withDefaults()
+	p := &provision{in: in, progress: Progress{Node: in.Node, Image: in.Image, Version: in.Version}}
+	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return p.progress, nil }); err != nil {
+		return ProvisionResult{}, err
+	}
+	res, err := p.run(ctx)
+	if err != nil {
+		p.fail(ctx, err)
+		return ProvisionResult{}, err
+	}
+	return res, nil
+}
+
+type provision struct {
+	in       ProvisionInput
+	node     NodeInfo
+	progress Progress
+	undo     []undoStep
+}
+
+type undoStep struct {
+	name     string
+	activity string
+	input    any
+}
+
+func (p *provision) run(ctx workflow.Context) (ProvisionResult, error) {
+	p.setPhase(ctx, PhaseStarting, "looking up "+p.in.Node)
+	if err := workflow.ExecuteActivity(p.opts(ctx, globalOpts, "look up "+p.in.Node+" in the inventory"),
+		ActivityLookupNode, p.in.Node).Get(ctx, &p.node); err != nil {
+		return ProvisionResult{}, fmt.Errorf("look up node: %w", err)
+	}
+	p.progress.Rack = p.node.Rack
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
+		AttrNode.ValueSet(p.node.Name), AttrRack.ValueSet(p.node.Rack), AttrImage.ValueSet(p.in.Image)); err != nil {
+		return ProvisionResult{}, err
+	}
+
+	p.setPhase(ctx, PhaseCloning, fmt.Sprintf("cloning %s@%s", p.in.Image, p.in.Version))
+	var root Root
+	if err := workflow.ExecuteActivity(p.rackOpts(ctx, cloneOpts, fmt.Sprintf("clone %s@%s → root of %s", p.in.Image, p.in.Version, p.node.Name)),
+		ActivityClone, CloneInput{Node: p.node.Name, Image: p.in.Image, Version: p.in.Version}).Get(ctx, &root); err != nil {
+		return ProvisionResult{}, fmt.Errorf("clone: %w", err)
+	}
+	p.undo = append(p.undo, undoStep{"destroy root", ActivityDestroyRoot, p.node.Name})
+
+	p.setPhase(ctx, PhaseExporting, "exporting the root")
+	var export ExportResult
+	if err := workflow.ExecuteActivity(p.rackOpts(ctx, shortOpts, "export the root of "+p.node.Name),
+		ActivityExport, p.node.Name).Get(ctx, &export); err != nil {
+		return ProvisionResult{}, fmt.Errorf("export: %w", err)
+	}
+	p.undo = append(p.undo, undoStep{"unexport", ActivityUnexport, p.node.Name})
+
+	p.setPhase(ctx, PhaseSettingBoot, "boot profile: install")
+	run := workflow.GetInfo(ctx).WorkflowExecution.RunID
+	install := SetBootInput{Node: p.node.Name, Mode: BootInstall, ImageURL: export.URL, Digest: export.Digest, Run: run}
+	if err := workflow.ExecuteActivity(p.rackOpts(ctx, shortOpts, "boot profile of "+p.node.Name+": install"),
+		ActivitySetBoot, install).Get(ctx, nil); err != nil {
+		return ProvisionResult{}, fmt.Errorf("set boot: %w", err)
+	}
+	p.undo = append(p.undo, undoStep{"reset boot profile", ActivitySetBoot, SetBootInput{Node: p.node.Name, Mode: BootLocal}})
+
+	checkIn, err := p.boot(ctx, run)
+	if err != nil {
+		return ProvisionResult{}, err
+	}
+	if checkIn.Status != "ok" {
+		return ProvisionResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("node %s reported: %s", p.node.Name, checkIn.Message), ErrNodeReported, nil)
+	}
+	if checkIn.Digest != root.Digest {
+		return ProvisionResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("node %s wrote %s, want %s", p.node.Name, checkIn.Digest, root.Digest), ErrDigestMismatch, nil)
+	}
+
+	p.setPhase(ctx, PhaseFinalizing, "boot profile: local disk")
+	if err := workflow.ExecuteActivity(p.rackOpts(ctx, shortOpts, "boot profile of "+p.node.Name+": local disk"),
+		ActivitySetBoot, SetBootInput{Node: p.node.Name, Mode: BootLocal}).Get(ctx, nil); err != nil {
+		return ProvisionResult{}, fmt.Errorf("set final boot: %w", err)
+	}
+	p.setPhase(ctx, PhaseProvisioned, fmt.Sprintf("runs %s@%s", p.in.Image, p.in.Version))
+	return ProvisionResult{
+		Node: p.node.Name, Rack: p.node.Rack, Image: p.in.Image, Version: p.in.Version,
+		Digest: checkIn.Digest, BootAttempts: p.progress.BootAttempt, CheckedInAt: checkIn.At,
+	}, nil
+}
+
+// boot power-cycles the node and waits for its check-in, escalating to a
+// hard power cycle on each timeout, up to BootAttempts boots.
+func (p *provision) boot(ctx workflow.Context, run string) (CheckIn, error) {
+	ch := workflow.GetSignalChannel(ctx, SignalCheckIn)
+	for attempt := 1; attempt <= p.in.BootAttempts; attempt++ {
+		p.progress.BootAttempt = attempt
+		how := "power cycle"
+		if attempt > 1 {
+			how = "hard power cycle (off, on)"
+		}
+		p.setPhase(ctx, PhasePowerCycle, fmt.Sprintf("boot %d/%d: %s", attempt, p.in.BootAttempts, how))
+		if err := workflow.ExecuteActivity(p.rackOpts(ctx, powerOpts, fmt.Sprintf("%s %s into PXE", how, p.node.Name)),
+			ActivityPowerCycle, PowerCycleInput{Node: p.node.Name, Hard: attempt > 1}).Get(ctx, nil); err != nil {
+			return CheckIn{}, fmt.Errorf("power cycle: %w", err)
+		}
+		if attempt == 1 {
+			p.undo = append(p.undo, undoStep{"reboot to local disk", ActivityPowerCycle, PowerCycleInput{Node: p.node.Name, Hard: true, Disk: true}})
+		}
+		p.setPhase(ctx, PhaseAwaiting, fmt.Sprintf("boot %d/%d: awaiting check-in (≤ %s)", attempt, p.in.BootAttempts, p.in.CheckInTimeout))
+		if c, ok := p.awaitCheckIn(ctx, ch, run, attempt); ok {
+			return c, nil
+		}
+		workflow.GetLogger(ctx).Warn("no check-in before the timeout", "node", p.node.Name, "boot", attempt, "timeout", p.in.CheckInTimeout)
+	}
+	return CheckIn{}, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("node %s did not check in within %s after %d boots", p.node.Name, p.in.CheckInTimeout, p.in.BootAttempts),
+		ErrCheckInTimeout, nil)
+}
+
+// awaitCheckIn waits for a check-in of this node and run until the timer
+// fires; check-ins of other nodes or runs are counted and ignored.
+func (p *provision) awaitCheckIn(ctx workflow.Context, ch workflow.ReceiveChannel, run string, attempt int) (CheckIn, bool) {
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	timer := workflow.NewTimerWithOptions(timerCtx, p.in.CheckInTimeout, workflow.TimerOptions{
+		Summary: fmt.Sprintf("check-in of %s, boot %d", p.node.Name, attempt),
+	})
+	for {
+		var c CheckIn
+		fired := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(ch, func(r workflow.ReceiveChannel, _ bool) { r.Receive(ctx, &c) })
+		sel.AddFuture(timer, func(workflow.Future) { fired = true })
+		sel.Select(ctx)
+		if fired {
+			return CheckIn{}, false
+		}
+		if c.Node != p.node.Name || c.Run != run {
+			p.progress.RejectedCheckIns++
+			workflow.GetLogger(ctx).Warn("check-in rejected: not this node's provisioning",
+				"node", p.node.Name, "from_node", c.Node, "from_run", c.Run)
+			continue
+		}
+		return c, true
+	}
+}
+
+// fail undoes the completed steps in reverse, on a context that survives
+// cancellation, and records the failure.
+func (p *provision) fail(ctx workflow.Context, cause error) {
+	p.progress.Error = cause.Error()
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	for i := len(p.undo) - 1; i >= 0; i-- {
+		u := p.undo[i]
+		p.setPhase(dctx, PhaseUndoing, u.name)
+		if err := workflow.ExecuteActivity(p.rackOpts(dctx, undoOpts, u.name+" of "+p.node.Name), u.activity, u.input).Get(dctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("undo failed", "node", p.node.Name, "step", u.name, "error", err)
+		}
+	}
+	p.setPhase(dctx, PhaseFailed, firstLine(cause.Error()))
+}
+
+func (p *provision) setPhase(ctx workflow.Context, phase Phase, step string) {
+	p.progress.Phase, p.progress.Step, p.progress.Since = phase, step, workflow.Now(ctx)
+	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrPhase.ValueSet(string(phase))); err != nil {
+		workflow.GetLogger(ctx).Error("upsert phase", "error", err)
+	}
+	workflow.SetCurrentDetails(ctx, p.details())
+}
+
+// details renders the progress as the Markdown the Web UI shows.
+func (p *provision) details() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%s** → %s@%s\n\n", p.in.Node, p.in.Image, p.in.Version)
+	fmt.Fprintf(&b, "| phase | step | boot | since |\n|---|---|---|---|\n| %s | %s | %d/%d | %s |\n",
+		p.progress.Phase, p.progress.Step, p.progress.BootAttempt, p.in.BootAttempts, p.progress.Since.UTC().Format(time.RFC3339))
+	if p.progress.Error != "" {
+		fmt.Fprintf(&b, "\n**error:** %s\n", firstLine(p.progress.Error))
+	}
+	return b.String()
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// IsApplicationError reports whether err carries an ApplicationError of the
+// given type (one of the Err* constants).
+func IsApplicationError(err error, typ string) bool {
+	var app *temporal.ApplicationError
+	for err != nil {
+		if !errors.As(err, &app) {
+			return false
+		}
+		if app.Type() == typ {
+			return true
+		}
+		err = app.Unwrap()
+	}
+	return false
+}
