@@ -90,3 +90,10 @@ const (
 	ErrNodeReported   = "NodeReportedError"
 	ErrDigestMismatch = "DigestMismatch"
 )
+
+// StartAttributes are the search attributes a node operation starts with, so
+// that it is found by node and image before its first step runs.
+func StartAttributes(node, image string) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		AttrNode.ValueSet(node), AttrImage.ValueSet(image), AttrPhase.ValueSet(string(PhaseStarting)))
+}

@@ -270,3 +270,8 @@ func IsApplicationError(err error, typ string) bool {
 	}
 	return false
 }
+
+// CheckInTimeoutOrDefault is the check-in timeout Provision will use.
+func (in ProvisionInput) CheckInTimeoutOrDefault() time.Duration {
+	return in.withDefaults().CheckInTimeout
+}

@@ -15,10 +15,10 @@ const VirtualRackPassword = "rackflow-dev"
 
 // GenerateVirtual builds the inventory of a virtual rack for `rackflow dev`:
 // racks r01…rK with nodes rKKnNN…, each with a Redfish BMC emulated on its own
-// loopback address (127.<rack>.<hi>.<lo>:8443) and a production IP
+// loopback address (127.<rack>.<hi>.<lo>:<bmcPort>) and a production IP
 // 127.<100+rack>.<hi>.<lo>, so every packet stays on this machine. Node names
 // use at least two digits (r01n01; r01n1000 past 99 nodes when needed).
-func GenerateVirtual(racks, nodesPerRack int, serverIP string) (*Inventory, error) {
+func GenerateVirtual(racks, nodesPerRack int, serverIP string, bmcPort int) (*Inventory, error) {
 	if racks < 1 || racks > 99 {
 		return nil, fmt.Errorf("racks: %d is outside 1…99", racks)
 	}
@@ -48,7 +48,7 @@ func GenerateVirtual(racks, nodesPerRack int, serverIP string) (*Inventory, erro
 				Slot: i,
 				MACs: []string{net.HardwareAddr{0x02, 0x52, 0x46, byte(k), byte(hi), byte(lo)}.String()},
 				IP:   netip.AddrFrom4([4]byte{127, byte(100 + k), byte(hi), byte(lo)}).String(),
-				BMC:  BMC{Driver: "redfish", Address: fmt.Sprintf("127.%d.%d.%d:8443", k, hi, lo)},
+				BMC:  BMC{Driver: "redfish", Address: fmt.Sprintf("127.%d.%d.%d:%d", k, hi, lo, bmcPort)},
 			})
 		}
 	}

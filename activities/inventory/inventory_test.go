@@ -133,14 +133,14 @@ func TestLoadMissingFile(t *testing.T) {
 }
 
 func TestGenerateVirtual(t *testing.T) {
-	inv, err := GenerateVirtual(2, 300, "127.0.0.1")
+	inv, err := GenerateVirtual(2, 300, "127.0.0.1", 8443)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(inv.Nodes) != 600 || inv.Nodes[0].Name != "r01n001" || inv.Nodes[599].Name != "r02n300" {
 		t.Fatalf("nodes: %d, first %s, last %s", len(inv.Nodes), inv.Nodes[0].Name, inv.Nodes[599].Name)
 	}
-	small, err := GenerateVirtual(1, 8, "127.0.0.1")
+	small, err := GenerateVirtual(1, 8, "127.0.0.1", 8443)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestGenerateVirtual(t *testing.T) {
 	if _, err := Parse("round-trip", data); err != nil {
 		t.Fatalf("generated inventory does not parse back: %v", err)
 	}
-	if _, err := GenerateVirtual(0, 8, "127.0.0.1"); err == nil {
+	if _, err := GenerateVirtual(0, 8, "127.0.0.1", 8443); err == nil {
 		t.Error("0 racks accepted")
 	}
 }

@@ -1,0 +1,270 @@
+// Package activities implements rackflow's activities: the side effects of the
+// workflows (inventory look-ups, image clones and exports, boot profiles, BMC
+// power control). Every activity is idempotent, takes a context and returns
+// non-retryable ApplicationErrors (types in package workflows) for errors that
+// retrying cannot fix. Backends sit behind the small interfaces below; their
+// production and dev implementations live in the subpackages.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/rackflow/rackflow/activities/bmc"
+	"github.com/rackflow/rackflow/activities/imagestore"
+	"github.com/rackflow/rackflow/activities/inventory"
+	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/workflows"
+)
+
+// ImageStore holds golden images and the per-node roots cloned from them.
+type ImageStore interface {
+	Backend() string
+	Clone(ctx context.Context, node, image, version string) (imagestore.Root, error)
+	Root(ctx context.Context, node string) (imagestore.Root, error)
+	DestroyRoot(ctx context.Context, node string) error
+}
+
+// BootStore is where boot profiles and exports are published for the
+// netboot service.
+type BootStore interface {
+	Put(p netboot.Profile) error
+	Export(node, dir string) error
+	Unexport(node string) error
+}
+
+// BMC is an open session with one node's baseboard management controller.
+type BMC interface {
+	PowerOn(ctx context.Context) error
+	PowerOff(ctx context.Context) error
+	PowerCycle(ctx context.Context) error
+	SetBootDevice(ctx context.Context, device string, persistent bool) error
+	Close(ctx context.Context) error
+}
+
+// DialBMC opens a BMC session. The errors bmc.ErrAuth and bmc.ErrDriver
+// (wrapped) mean retrying cannot help.
+type DialBMC func(ctx context.Context, cfg bmc.Config) (BMC, error)
+
+// DialBMCLib opens BMCs through bmclib (package bmc).
+func DialBMCLib(log *slog.Logger) DialBMC {
+	return func(ctx context.Context, cfg bmc.Config) (BMC, error) {
+		c, err := bmc.Open(ctx, cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// Activities holds the dependencies of the activities of one rack (or, for
+// LookupNode, of the whole inventory). Methods are registered under the
+// workflows.Activity* names.
+type Activities struct {
+	Inventory *inventory.Inventory
+	Images    ImageStore
+	Boot      BootStore
+	DialBMC   DialBMC
+	// HTTPBase is the netboot HTTP URL nodes reach, e.g. "http://10.0.0.1:8880".
+	HTTPBase string
+	// CheckInKey signs the per-provision check-in tokens (HMAC-SHA256).
+	CheckInKey []byte
+	// Kernel and Initrd name the installer's artifacts under /artifacts/;
+	// KernelArgs are extra kernel command-line words (e.g. console=ttyS0).
+	Kernel, Initrd string
+	KernelArgs     []string
+	Log            *slog.Logger
+}
+
+// LookupNode returns what the inventory says of node.
+func (a *Activities) LookupNode(ctx context.Context, node string) (workflows.NodeInfo, error) {
+	n, err := a.node(node)
+	if err != nil {
+		return workflows.NodeInfo{}, err
+	}
+	return workflows.NodeInfo{Name: n.Name, Rack: n.Rack, Slot: n.Slot, MACs: n.MACs, IP: n.IP}, nil
+}
+
+func (a *Activities) node(name string) (inventory.Node, error) {
+	n, err := a.Inventory.Node(name)
+	if err != nil {
+		return n, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrUnknownNode, err)
+	}
+	return n, nil
+}
+
+// Clone creates node's writable root from image@version (idempotent: an
+// existing root of the same version is returned). It heartbeats while the
+// backend works.
+func (a *Activities) Clone(ctx context.Context, in workflows.CloneInput) (workflows.Root, error) {
+	var root imagestore.Root
+	err := withHeartbeat(ctx, func() error {
+		var err error
+		root, err = a.Images.Clone(ctx, in.Node, in.Image, in.Version)
+		return err
+	})
+	if err != nil {
+		return workflows.Root{}, imageError("clone", err)
+	}
+	a.Log.Info("root ready", "node", in.Node, "image", in.Image, "version", in.Version, "backend", a.Images.Backend())
+	return workflows.Root{Node: root.Node, Image: root.Image, Version: root.Version, Digest: root.Digest, Size: root.Size}, nil
+}
+
+// DestroyRoot removes node's root (idempotent).
+func (a *Activities) DestroyRoot(ctx context.Context, node string) error {
+	if err := a.Images.DestroyRoot(ctx, node); err != nil {
+		return imageError("destroy root", err)
+	}
+	return nil
+}
+
+// Export publishes node's root at the netboot HTTP service and returns the
+// URL of its image file.
+func (a *Activities) Export(ctx context.Context, node string) (workflows.ExportResult, error) {
+	root, err := a.Images.Root(ctx, node)
+	if err != nil {
+		return workflows.ExportResult{}, imageError("export", err)
+	}
+	if err := a.Boot.Export(node, root.Dir); err != nil {
+		return workflows.ExportResult{}, fmt.Errorf("export %s: %w", node, err)
+	}
+	return workflows.ExportResult{URL: a.exportURL(root), Digest: root.Digest}, nil
+}
+
+func (a *Activities) exportURL(root imagestore.Root) string {
+	return a.HTTPBase + "/exports/" + root.Node + "/" + filepath.Base(root.File)
+}
+
+// Unexport withdraws node's export (idempotent).
+func (a *Activities) Unexport(ctx context.Context, node string) error {
+	if err := a.Boot.Unexport(node); err != nil {
+		return fmt.Errorf("unexport %s: %w", node, err)
+	}
+	return nil
+}
+
+// SetBoot writes the boot profile of every MAC of the node, atomically per
+// MAC. An install profile carries the agent's arguments with a check-in token
+// bound to (node, run).
+func (a *Activities) SetBoot(ctx context.Context, in workflows.SetBootInput) error {
+	n, err := a.node(in.Node)
+	if err != nil {
+		return err
+	}
+	p := netboot.Profile{Node: n.Name, Rack: n.Rack, Mode: netboot.ModeLocal}
+	if in.Mode == workflows.BootInstall {
+		p.Mode, p.Kernel, p.Initrd = netboot.ModeInstall, a.Kernel, a.Initrd
+		p.Args = append(append([]string{}, a.KernelArgs...), netboot.AgentArgs{
+			Node:       n.Name,
+			CheckInURL: a.HTTPBase + "/v1/checkin",
+			Run:        in.Run,
+			Token:      netboot.MintToken(a.CheckInKey, n.Name, in.Run),
+			ImageURL:   in.ImageURL,
+			Digest:     in.Digest,
+		}.Encode()...)
+	}
+	for _, mac := range n.MACs {
+		p.MAC = mac
+		if err := a.Boot.Put(p); err != nil {
+			return fmt.Errorf("boot profile of %s (%s): %w", n.Name, mac, err)
+		}
+	}
+	return nil
+}
+
+// PowerCycle sets the node's one-time boot device (PXE, or disk) and
+// power-cycles it: through the BMC's cycle, or power off then on when Hard.
+func (a *Activities) PowerCycle(ctx context.Context, in workflows.PowerCycleInput) error {
+	n, err := a.node(in.Node)
+	if err != nil {
+		return err
+	}
+	cred, err := a.Inventory.Credential(n)
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrBMCAuth, err)
+	}
+	b, err := a.DialBMC(ctx, bmc.Config{Driver: n.BMC.Driver, Address: n.BMC.Address, Username: cred.Username, Password: cred.Password})
+	if err != nil {
+		return bmcError(n.Name, err)
+	}
+	defer func() {
+		if err := b.Close(context.WithoutCancel(ctx)); err != nil {
+			a.Log.Warn("closing BMC session", "node", n.Name, "error", err)
+		}
+	}()
+	device := "pxe"
+	if in.Disk {
+		device = "disk"
+	}
+	if err := b.SetBootDevice(ctx, device, false); err != nil {
+		return bmcError(n.Name, fmt.Errorf("boot device %s: %w", device, err))
+	}
+	if in.Hard {
+		if err := b.PowerOff(ctx); err != nil {
+			return bmcError(n.Name, fmt.Errorf("power off: %w", err))
+		}
+		if err := b.PowerOn(ctx); err != nil {
+			return bmcError(n.Name, fmt.Errorf("power on: %w", err))
+		}
+	} else if err := b.PowerCycle(ctx); err != nil {
+		return bmcError(n.Name, fmt.Errorf("power cycle: %w", err))
+	}
+	a.Log.Info("power-cycled", "node", n.Name, "rack", n.Rack, "boot_device", device, "hard", in.Hard)
+	return nil
+}
+
+func bmcError(node string, err error) error {
+	msg := fmt.Sprintf("BMC of %s: %v", node, err)
+	switch {
+	case errors.Is(err, bmc.ErrAuth):
+		return temporal.NewNonRetryableApplicationError(msg, workflows.ErrBMCAuth, err)
+	case errors.Is(err, bmc.ErrDriver):
+		return temporal.NewNonRetryableApplicationError(msg, workflows.ErrBMCDriver, err)
+	}
+	return fmt.Errorf("BMC of %s: %w", node, err)
+}
+
+// imageError maps image-store errors retrying cannot fix to typed
+// non-retryable ApplicationErrors.
+func imageError(op string, err error) error {
+	for _, m := range []struct {
+		err error
+		typ string
+	}{
+		{imagestore.ErrUnknownImage, workflows.ErrUnknownImage},
+		{imagestore.ErrUnknownVersion, workflows.ErrUnknownVersion},
+		{imagestore.ErrInvalidName, workflows.ErrInvalidName},
+		{imagestore.ErrRootConflict, workflows.ErrRootConflict},
+	} {
+		if errors.Is(err, m.err) {
+			return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), m.typ, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// heartbeatEvery is how often long activities report liveness.
+const heartbeatEvery = 10 * time.Second
+
+// withHeartbeat runs fn, heartbeating until it returns.
+func withHeartbeat(ctx context.Context, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+			activity.RecordHeartbeat(ctx)
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/rackflow/rackflow/dev"
+	devtemporal "github.com/rackflow/rackflow/dev/temporal"
+)
+
+func devCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "dev",
+		Usage: "run the embedded default: Temporal + Web UI, worker, netboot and a virtual rack, then provision every node",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "state-dir", Value: ".rackflow", Usage: "where the Temporal database, images, leases and keys live"},
+			&cli.StringFlag{Name: "inventory", Usage: "inventory file (default: generate one for the virtual rack in the state dir)"},
+			&cli.IntFlag{Name: "racks", Value: 1, Usage: "virtual racks (r01, r02, …)"},
+			&cli.IntFlag{Name: "nodes", Value: 8, Usage: "virtual nodes per rack"},
+			&cli.BoolFlag{Name: "once", Usage: "exit after the rollout: status 0 only if every node is provisioned"},
+			&cli.StringFlag{Name: "ui", Value: devtemporal.DefaultUIAddr, Usage: "Temporal Web UI address (empty: no UI)"},
+			&cli.StringFlag{Name: "dhcp", Value: "127.0.0.1:6767", Usage: "DHCP listen address"},
+			&cli.StringFlag{Name: "tftp", Value: "127.0.0.1:6969", Usage: "TFTP listen address"},
+			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8880", Usage: "netboot HTTP listen address"},
+			&cli.StringFlag{Name: "image-store", Usage: "zfs or dir (default: zfs when zfs-fuse is installed)"},
+			&cli.DurationFlag{Name: "check-in-timeout", Value: 10 * time.Minute, Usage: "how long each boot may take to check in"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return badUsage(c, "unexpected argument %q", c.Args().First())
+			}
+			if n := c.Int("nodes"); n < 1 || n > 65000 {
+				return badUsage(c, "--nodes %d: want 1…65000", n)
+			}
+			if r := c.Int("racks"); r < 1 || r > 99 {
+				return badUsage(c, "--racks %d: want 1…99", r)
+			}
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			out := c.App.Writer
+			env, err := dev.Start(c.Context, dev.Options{
+				StateDir: c.String("state-dir"), Inventory: c.String("inventory"),
+				Racks: c.Int("racks"), Nodes: c.Int("nodes"),
+				FrontendAddr: c.String("temporal-address"), UIAddr: c.String("ui"),
+				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
+				Store: c.String("image-store"), CheckInTimeout: c.Duration("check-in-timeout"), Log: log,
+			})
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			version, err := dev.LatestVersion(c.Context, env.Images, dev.DemoImage)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "temporal  %s (namespace %s)\n", env.Temporal.FrontendAddr(), env.Temporal.Namespace())
+			if ui := env.Temporal.UIURL(); ui != "" {
+				fmt.Fprintf(out, "web ui    %s\n", ui)
+			}
+			fmt.Fprintf(out, "netboot   dhcp %s  tftp %s  http %s\n", env.Netboot.DHCPAddr(), env.Netboot.TFTPAddr(), env.Netboot.HTTPBase())
+			fmt.Fprintf(out, "images    %s backend, provisioning %s@%s\n", env.Images.Backend(), dev.DemoImage, version)
+			fmt.Fprintf(out, "inventory %s: %d nodes in %d racks\n", env.Inventory.File(), len(env.Inventory.Nodes), len(env.Inventory.Racks))
+			sum := env.ProvisionAll(c.Context, dev.DemoImage, version, out)
+			fmt.Fprintln(out, sum)
+			if c.Bool("once") {
+				if len(sum.Failed) > 0 || sum.Provisioned != sum.Total {
+					return cli.Exit("", 1)
+				}
+				return nil
+			}
+			fmt.Fprintln(out, "serving; press Ctrl-C to stop")
+			<-c.Context.Done()
+			return nil
+		},
+	}
+}

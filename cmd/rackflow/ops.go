@@ -1,0 +1,168 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/rackflow/rackflow/activities/imagestore"
+	"github.com/rackflow/rackflow/activities/inventory"
+	"github.com/rackflow/rackflow/dev"
+	"github.com/rackflow/rackflow/starter"
+	"github.com/rackflow/rackflow/workflows"
+)
+
+func dial(c *cli.Context) (*starter.Client, error) {
+	log, err := logger(c)
+	if err != nil {
+		return nil, err
+	}
+	return starter.Dial(c.Context, c.String("temporal-address"), c.String("namespace"), log)
+}
+
+func provisionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "provision",
+		Usage:     "provision nodes with an image version (one Provision workflow per node)",
+		ArgsUsage: "NODE…",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "image", Required: true, Usage: "golden image name"},
+			&cli.StringFlag{Name: "version", Required: true, Usage: "image version (snapshot)"},
+			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait for every node and exit 1 if any failed"},
+		},
+		Action: func(c *cli.Context) error {
+			nodes := c.Args().Slice()
+			if len(nodes) == 0 {
+				return badUsage(c, "name at least one node")
+			}
+			for _, v := range append([]string{c.String("image"), c.String("version")}, nodes...) {
+				if !inventory.ValidName(v) {
+					return badUsage(c, "%q is not a valid name ([a-z0-9][a-z0-9._-]*)", v)
+				}
+			}
+			cl, err := dial(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			var runs []starter.Run
+			failed := 0
+			for _, n := range nodes {
+				run, err := cl.Provision(c.Context, workflows.ProvisionInput{
+					Node: n, Image: c.String("image"), Version: c.String("version"), CheckInTimeout: c.Duration("check-in-timeout"),
+				})
+				if err != nil {
+					failed++
+					fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", n, err)
+					continue
+				}
+				fmt.Fprintf(c.App.Writer, "%s: started %s (run %s)\n", n, run.WorkflowID, run.RunID)
+				runs = append(runs, run)
+			}
+			if c.Bool("wait") {
+				for _, r := range runs {
+					res, err := cl.WaitProvision(c.Context, r)
+					if err != nil {
+						failed++
+						fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", r.WorkflowID, err)
+						continue
+					}
+					fmt.Fprintf(c.App.Writer, "%s: provisioned %s@%s\n", res.Node, res.Image, res.Version)
+				}
+			}
+			if failed > 0 {
+				return cli.Exit(fmt.Sprintf("%d of %d nodes failed", failed, len(nodes)), 1)
+			}
+			return nil
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show each node's latest operation: phase, image, version, since",
+		ArgsUsage: "[NODE…]",
+		Action: func(c *cli.Context) error {
+			for _, n := range c.Args().Slice() {
+				if !inventory.ValidName(n) {
+					return badUsage(c, "%q is not a valid node name", n)
+				}
+			}
+			cl, err := dial(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			st, err := cl.Status(c.Context, c.Args().Slice())
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(c.App.Writer, st)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tRACK\tPHASE\tIMAGE\tVERSION\tSTATUS\tSINCE")
+			for _, s := range st {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Node, s.Rack, s.Phase, s.Image, s.Version, s.Status, s.Since.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func imagesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "images",
+		Usage: "list golden images and their versions in this host's image store",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "zfs-pool", Usage: "ZFS dataset under which images live (selects the zfs backend)"},
+			&cli.StringFlag{Name: "image-dir", Usage: "image directory of the dir backend"},
+			&cli.StringFlag{Name: "state-dir", Value: ".rackflow", Usage: "without --zfs-pool or --image-dir: the image store of `rackflow dev` in this state dir"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			var s imagestore.Store
+			switch {
+			case c.String("zfs-pool") != "":
+				s, err = imagestore.NewZFS(c.String("zfs-pool"), log)
+			case c.String("image-dir") != "":
+				s, err = imagestore.NewDir(c.String("image-dir"), log)
+			default:
+				s, err = dev.OpenImageStore(c.Context, c.String("state-dir"), "", log)
+			}
+			if err != nil {
+				return err
+			}
+			imgs, err := s.Images(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return writeJSON(c.App.Writer, imgs)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "IMAGE\tVERSION\tSIZE\tCREATED\tDIGEST")
+			for _, img := range imgs {
+				for _, v := range img.Versions {
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", img.Name, v.Name, v.Size, v.Created.Local().Format(time.DateTime), v.Digest)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/rackflow/rackflow/activities"
+	"github.com/rackflow/rackflow/activities/imagestore"
+	"github.com/rackflow/rackflow/activities/inventory"
+	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/starter"
+	"github.com/rackflow/rackflow/workers"
+)
+
+var (
+	inventoryFlag  = &cli.StringFlag{Name: "inventory", Required: true, Usage: "inventory YAML file"}
+	checkInKeyFlag = &cli.StringFlag{Name: "checkin-key", Required: true, Usage: "file holding the HMAC key of check-in tokens (≥ 16 bytes), shared by worker and netboot"}
+	storeFlag      = &cli.StringFlag{Name: "netboot-store", Value: "/var/lib/rackflow/netboot", Usage: "boot-profile and export directory shared with the netboot service"}
+)
+
+func readCheckInKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("check-in key: %w", err)
+	}
+	if len(key) < netboot.MinCheckInKeyLen {
+		return nil, fmt.Errorf("check-in key %s: %d bytes, want at least %d", path, len(key), netboot.MinCheckInKeyLen)
+	}
+	return key, nil
+}
+
+func workerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "worker",
+		Usage: "run the workflows and the activities of the given racks against a Temporal cluster",
+		Flags: []cli.Flag{
+			inventoryFlag, checkInKeyFlag, storeFlag,
+			&cli.StringSliceFlag{Name: "rack", Usage: "serve this rack's task queue (repeatable; default every rack of the inventory)"},
+			&cli.StringFlag{Name: "zfs-pool", Usage: "ZFS dataset under which images and roots live (selects the zfs backend)"},
+			&cli.StringFlag{Name: "image-dir", Value: "/var/lib/rackflow/images", Usage: "image directory of the dir backend (used without --zfs-pool)"},
+			&cli.StringFlag{Name: "http-base", Required: true, Usage: "netboot HTTP URL the nodes reach, e.g. http://10.0.0.1:8880"},
+			&cli.StringFlag{Name: "kernel", Value: "vmlinuz", Usage: "installer kernel, under the netboot artifacts"},
+			&cli.StringFlag{Name: "initrd", Value: "initrd.img", Usage: "installer initrd, under the netboot artifacts"},
+			&cli.StringSliceFlag{Name: "kernel-arg", Usage: "extra kernel command-line word (repeatable), e.g. console=ttyS0"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			inv, err := inventory.Load(c.String("inventory"))
+			if err != nil {
+				return err
+			}
+			key, err := readCheckInKey(c.String("checkin-key"))
+			if err != nil {
+				return err
+			}
+			var images activities.ImageStore
+			if pool := c.String("zfs-pool"); pool != "" {
+				images, err = imagestore.NewZFS(pool, log)
+			} else {
+				images, err = imagestore.NewDir(c.String("image-dir"), log)
+			}
+			if err != nil {
+				return err
+			}
+			log.Info("image store", "backend", images.Backend())
+			boot, err := netboot.OpenStore(c.String("netboot-store"))
+			if err != nil {
+				return err
+			}
+			cl, err := starter.Dial(c.Context, c.String("temporal-address"), c.String("namespace"), log)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			acts := &activities.Activities{
+				Inventory: inv, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
+				HTTPBase: c.String("http-base"), CheckInKey: key, Kernel: c.String("kernel"), Initrd: c.String("initrd"),
+				KernelArgs: c.StringSlice("kernel-arg"), Log: log,
+			}
+			racks := c.StringSlice("rack")
+			if len(racks) == 0 {
+				racks = inv.RackNames()
+			}
+			ws := []worker.Worker{workers.Global(cl.Temporal(), acts, workers.Options{})}
+			for _, r := range racks {
+				if _, ok := inv.Rack(r); !ok {
+					return badUsage(c, "--rack %s: not in %s", r, inv.File())
+				}
+				ws = append(ws, workers.Rack(cl.Temporal(), r, acts, workers.Options{}))
+			}
+			set, err := workers.Start(ws...)
+			if err != nil {
+				return err
+			}
+			defer set.Stop()
+			log.Warn("worker running", "racks", racks, "temporal", c.String("temporal-address"))
+			<-c.Context.Done()
+			return nil
+		},
+	}
+}
+
+func netbootCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "netboot",
+		Usage: "run the DHCP, TFTP and HTTP netboot service of a rack",
+		Flags: []cli.Flag{
+			inventoryFlag, checkInKeyFlag, storeFlag,
+			&cli.StringFlag{Name: "dhcp", Value: "0.0.0.0:67", Usage: "DHCP listen address (empty: off)"},
+			&cli.StringFlag{Name: "tftp", Value: "0.0.0.0:69", Usage: "TFTP listen address (empty: off)"},
+			&cli.StringFlag{Name: "http", Value: "0.0.0.0:8880", Usage: "HTTP listen address"},
+			&cli.StringFlag{Name: "server-ip", Usage: "address nodes reach this service at (next-server)"},
+			&cli.StringFlag{Name: "tftp-root", Value: "/usr/lib/ipxe", Usage: "directory served read-only over TFTP"},
+			&cli.StringFlag{Name: "artifacts", Value: "/var/lib/rackflow/artifacts", Usage: "kernels and initrds served at /artifacts/"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			inv, err := inventory.Load(c.String("inventory"))
+			if err != nil {
+				return err
+			}
+			key, err := readCheckInKey(c.String("checkin-key"))
+			if err != nil {
+				return err
+			}
+			cl, err := starter.Dial(c.Context, c.String("temporal-address"), c.String("namespace"), log)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			svc, err := netboot.New(netboot.Config{
+				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
+				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"),
+				ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
+				CheckInKey: key, Reservations: inv, Signaler: cl, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			return svc.Run(c.Context)
+		},
+	}
+}

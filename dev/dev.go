@@ -1,0 +1,385 @@
+// Package dev runs rackflow's embedded default on one machine: an embedded
+// Temporal server and Web UI, the worker, the netboot service, a demo golden
+// image and a virtual rack of Redfish-managed virtual nodes, everything on
+// loopback. `rackflow dev` and the integration tests use it; production
+// packages never import it.
+package dev
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.temporal.io/sdk/worker"
+
+	"github.com/rackflow/rackflow/activities"
+	"github.com/rackflow/rackflow/activities/imagestore"
+	"github.com/rackflow/rackflow/activities/inventory"
+	devtemporal "github.com/rackflow/rackflow/dev/temporal"
+	"github.com/rackflow/rackflow/dev/vrack"
+	"github.com/rackflow/rackflow/dev/zfsfuse"
+	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/starter"
+	"github.com/rackflow/rackflow/workers"
+	"github.com/rackflow/rackflow/workflows"
+)
+
+// Options configure the embedded default. Zero values take the defaults
+// noted on each field.
+type Options struct {
+	StateDir  string // default ./.rackflow
+	Inventory string // "" → generate <StateDir>/inventory.yaml for a virtual rack
+	Racks     int    // virtual racks, default 1
+	Nodes     int    // virtual nodes per rack, default 8
+
+	FrontendAddr string // default 127.0.0.1:7233; port 0 picks one
+	UIAddr       string // Web UI; "" runs none
+	InMemory     bool   // keep Temporal's database in memory (tests)
+	DHCPAddr     string // default 127.0.0.1:6767
+	TFTPAddr     string // default 127.0.0.1:6969
+	HTTPAddr     string // default 127.0.0.1:8880
+	BMCPort      int    // port of every virtual BMC on its own loopback address, default 8443
+
+	ImageSize      int64         // bytes of each demo image version, default 4 MiB
+	Store          string        // "zfs", "dir" or "" (zfs when zfs-fuse or ZFS is usable)
+	CheckInTimeout time.Duration // per boot, default workflows.DefaultCheckInTimeout
+
+	Log *slog.Logger // default discards
+}
+
+func (o *Options) defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.StateDir, ".rackflow")
+	def(&o.FrontendAddr, devtemporal.DefaultFrontendAddr)
+	def(&o.DHCPAddr, "127.0.0.1:6767")
+	def(&o.TFTPAddr, "127.0.0.1:6969")
+	def(&o.HTTPAddr, "127.0.0.1:8880")
+	if o.Racks == 0 {
+		o.Racks = 1
+	}
+	if o.Nodes == 0 {
+		o.Nodes = 8
+	}
+	if o.BMCPort == 0 {
+		o.BMCPort = 8443
+	}
+	if o.ImageSize == 0 {
+		o.ImageSize = 4 << 20
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Env is a running embedded default. Close stops it.
+type Env struct {
+	Inventory *inventory.Inventory
+	Images    imagestore.Store
+	Client    *starter.Client
+	Temporal  *devtemporal.Server
+	Netboot   *netboot.Service
+	Rack      *vrack.Rack
+
+	opts    Options
+	workers *workers.Set
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// Start brings up every service of the embedded default. On error
+// everything already started is stopped.
+func Start(ctx context.Context, o Options) (env *Env, err error) {
+	o.defaults()
+	log := o.Log
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	env = &Env{opts: o, cancel: cancel, done: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			env.Close()
+			env = nil
+		}
+	}()
+
+	if env.Inventory, err = loadInventory(o, log); err != nil {
+		return env, err
+	}
+	key, err := checkInKey(filepath.Join(o.StateDir, "checkin.key"))
+	if err != nil {
+		return env, err
+	}
+	if env.Images, err = OpenImageStore(ctx, o.StateDir, o.Store, log); err != nil {
+		return env, err
+	}
+	if err := seedDemoImage(ctx, env.Images, o.ImageSize, log); err != nil {
+		return env, err
+	}
+	tftpRoot, artifacts, err := netbootFiles(o.StateDir)
+	if err != nil {
+		return env, err
+	}
+
+	tcfg := devtemporal.Config{
+		StateDir:         filepath.Join(o.StateDir, "temporal"),
+		FrontendAddr:     o.FrontendAddr,
+		UIAddr:           o.UIAddr,
+		SearchAttributes: workflows.SearchAttributes(),
+		Logger:           log,
+	}
+	if o.InMemory {
+		tcfg.StateDir = ""
+	}
+	if env.Temporal, err = devtemporal.Start(ctx, tcfg); err != nil {
+		return env, err
+	}
+	if env.Client, err = starter.Dial(ctx, env.Temporal.FrontendAddr(), env.Temporal.Namespace(), log); err != nil {
+		return env, err
+	}
+
+	env.Netboot, err = netboot.New(netboot.Config{
+		DHCPAddr: o.DHCPAddr, TFTPAddr: o.TFTPAddr, HTTPAddr: o.HTTPAddr, ServerIP: "127.0.0.1",
+		TFTPRoot: tftpRoot, ArtifactsDir: artifacts, StoreDir: filepath.Join(o.StateDir, "netboot"),
+		CheckInKey: key, Reservations: env.Inventory, Signaler: env.Client, Logger: log,
+	})
+	if err != nil {
+		return env, err
+	}
+	go func() { env.done <- env.Netboot.Run(runCtx) }()
+	select {
+	case <-env.Netboot.Ready():
+	case err := <-env.done:
+		return env, fmt.Errorf("netboot: %w", err)
+	}
+
+	acts := &activities.Activities{
+		Inventory: env.Inventory, Images: env.Images, Boot: env.Netboot.Store(),
+		DialBMC: activities.DialBMCLib(log), HTTPBase: env.Netboot.HTTPBase(), CheckInKey: key,
+		Kernel: "vmlinuz", Initrd: "initrd.img", Log: log,
+	}
+	tc := env.Client.Temporal()
+	ws := []worker.Worker{workers.Global(tc, acts, workers.Options{})}
+	for _, rack := range env.Inventory.RackNames() {
+		ws = append(ws, workers.Rack(tc, rack, acts, workers.Options{}))
+	}
+	if env.workers, err = workers.Start(ws...); err != nil {
+		return env, err
+	}
+
+	specs, err := virtualNodes(env.Inventory)
+	if err != nil {
+		return env, err
+	}
+	env.Rack, err = vrack.Start(runCtx, vrack.Config{DHCPServer: env.Netboot.DHCPAddr(), TFTPServer: env.Netboot.TFTPAddr(), Logger: log}, specs)
+	if err != nil {
+		return env, fmt.Errorf("virtual rack: %w", err)
+	}
+	return env, nil
+}
+
+// Close stops everything Start started, in reverse order.
+func (e *Env) Close() {
+	if e.Rack != nil {
+		_ = e.Rack.Close()
+	}
+	if e.workers != nil {
+		e.workers.Stop()
+	}
+	if e.Netboot != nil {
+		e.cancel()
+		<-e.done
+	}
+	e.cancel()
+	if e.Client != nil {
+		e.Client.Close()
+	}
+	if e.Temporal != nil {
+		if err := e.Temporal.Stop(); err != nil {
+			e.opts.Log.Warn("stopping temporal", "error", err)
+		}
+	}
+}
+
+func loadInventory(o Options, log *slog.Logger) (*inventory.Inventory, error) {
+	if o.Inventory != "" {
+		return inventory.Load(o.Inventory)
+	}
+	path := filepath.Join(o.StateDir, "inventory.yaml")
+	want, err := inventory.GenerateVirtual(o.Racks, o.Nodes, "127.0.0.1", o.BMCPort)
+	if err != nil {
+		return nil, err
+	}
+	data, err := want.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return inventory.Load(path)
+	}
+	log.Info("writing virtual rack inventory", "path", path, "racks", o.Racks, "nodes_per_rack", o.Nodes)
+	if err := writeFileAtomic(path, data, 0o644); err != nil {
+		return nil, err
+	}
+	return inventory.Load(path)
+}
+
+// checkInKey reads the HMAC key of check-in tokens, creating a random one.
+func checkInKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if err == nil && len(key) >= netboot.MinCheckInKeyLen {
+		return key, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("check-in key: %w", err)
+	}
+	key = make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	return key, writeFileAtomic(path, key, 0o600)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// OpenImageStore opens the dev image store in stateDir: backend "zfs" (a
+// zfs-fuse pool on a file in the state dir), "dir", or "" for zfs when
+// zfs-fuse is installed and dir otherwise. It logs which it chose.
+func OpenImageStore(ctx context.Context, stateDir, backend string, log *slog.Logger) (imagestore.Store, error) {
+	if backend == "" {
+		backend = "dir"
+		if zfsfuse.Installed() {
+			backend = "zfs"
+		}
+	}
+	switch backend {
+	case "zfs":
+		pool, err := zfsfuse.Ensure(ctx, filepath.Join(stateDir, "zfs"), "rackflow", 2<<30, log)
+		if err != nil {
+			return nil, fmt.Errorf("zfs-fuse pool: %w", err)
+		}
+		if err := pool.PrependPath(); err != nil {
+			return nil, err
+		}
+		s, err := imagestore.NewZFS(pool.Name, log)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("image store: zfs", "pool", pool.Name, "via", "zfs-fuse")
+		return s, nil
+	case "dir":
+		dir := filepath.Join(stateDir, "images")
+		s, err := imagestore.NewDir(dir, log)
+		if err != nil {
+			return nil, err
+		}
+		log.Warn("image store: dir (no ZFS here)", "path", dir)
+		return s, nil
+	}
+	return nil, fmt.Errorf("image store %q: want zfs or dir", backend)
+}
+
+// DemoImage is the golden image `rackflow dev` creates, with versions v1, v2.
+const DemoImage = "demo"
+
+// seedDemoImage creates the demo image's versions that are missing. Each is
+// a raw disk image of size bytes: a label sector then deterministic
+// pseudo-random content, so the versions differ and digests are stable.
+func seedDemoImage(ctx context.Context, s imagestore.Store, size int64, log *slog.Logger) error {
+	have := map[string]bool{}
+	imgs, err := s.Images(ctx)
+	if err != nil {
+		return err
+	}
+	for _, img := range imgs {
+		if img.Name == DemoImage {
+			for _, v := range img.Versions {
+				have[v.Name] = true
+			}
+		}
+	}
+	for i, v := range []string{"v1", "v2"} {
+		if have[v] {
+			continue
+		}
+		content := io.MultiReader(
+			io.LimitReader(labelSector(fmt.Sprintf("rackflow demo image %s", v)), 512),
+			io.LimitReader(newXorshift(uint64(i+1)), size-512))
+		ver, err := s.CreateVersion(ctx, DemoImage, v, content)
+		if err != nil {
+			return fmt.Errorf("demo image %s: %w", v, err)
+		}
+		log.Info("demo image version created", "image", DemoImage, "version", v, "digest", ver.Digest, "bytes", ver.Size)
+	}
+	return nil
+}
+
+// LatestVersion is the most recently created version of image.
+func LatestVersion(ctx context.Context, s imagestore.Store, image string) (string, error) {
+	imgs, err := s.Images(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, img := range imgs {
+		if img.Name != image || len(img.Versions) == 0 {
+			continue
+		}
+		latest := img.Versions[0]
+		for _, v := range img.Versions[1:] {
+			if v.Created.After(latest.Created) {
+				latest = v
+			}
+		}
+		return latest.Name, nil
+	}
+	return "", fmt.Errorf("image %q has no versions", image)
+}
+
+func virtualNodes(inv *inventory.Inventory) ([]vrack.NodeSpec, error) {
+	specs := make([]vrack.NodeSpec, 0, len(inv.Nodes))
+	for _, n := range inv.Nodes {
+		cred, err := inv.Credential(n)
+		if err != nil {
+			return nil, err
+		}
+		mac, err := net.ParseMAC(n.MACs[0])
+		if err != nil {
+			return nil, err
+		}
+		specs = append(specs, vrack.NodeSpec{
+			Name: n.Name, Rack: n.Rack, MAC: mac, BMCAddr: n.BMC.Address,
+			Username: cred.Username, Password: cred.Password,
+		})
+	}
+	return specs, nil
+}

@@ -1,0 +1,113 @@
+// Package starter is the typed client other programs use to start, signal,
+// query and follow rackflow's workflows. It is the only place that builds
+// client.StartWorkflowOptions.
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/workflows"
+)
+
+// Client wraps a Temporal client with rackflow's operations.
+type Client struct {
+	c client.Client
+}
+
+// Dial connects to the Temporal frontend at address (host:port) and namespace.
+func Dial(ctx context.Context, address, namespace string, log *slog.Logger) (*Client, error) {
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  address,
+		Namespace: namespace,
+		Logger:    sdklog.NewStructuredLogger(log),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal at %s: %w", address, err)
+	}
+	return &Client{c: c}, nil
+}
+
+// New wraps an existing Temporal client.
+func New(c client.Client) *Client { return &Client{c: c} }
+
+// Temporal returns the underlying Temporal client.
+func (c *Client) Temporal() client.Client { return c.c }
+
+// Close closes the connection.
+func (c *Client) Close() { c.c.Close() }
+
+// ErrNodeBusy is returned when the node already runs an operation.
+var ErrNodeBusy = errors.New("node is busy with another operation")
+
+// Run identifies one workflow run.
+type Run struct {
+	WorkflowID, RunID string
+}
+
+// Provision starts workflows.Provision for in.Node with ID "node/<name>".
+// A node already running an operation gets ErrNodeBusy (wrapped, with the
+// running workflow's Run in the error's message), never a second operation.
+func (c *Client) Provision(ctx context.Context, in workflows.ProvisionInput) (Run, error) {
+	id := workflows.ProvisionWorkflowID(in.Node)
+	opts := client.StartWorkflowOptions{
+		ID:                                       id,
+		TaskQueue:                                workflows.TaskQueue,
+		WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("provision %s → %s@%s", in.Node, in.Image, in.Version),
+		StaticDetails: fmt.Sprintf("Node **%s** gets image **%s** version **%s**; check-in timeout %s per boot.",
+			in.Node, in.Image, in.Version, in.CheckInTimeoutOrDefault()),
+		Memo:                  map[string]any{"image": in.Image, "version": in.Version},
+		TypedSearchAttributes: workflows.StartAttributes(in.Node, in.Image),
+	}
+	run, err := c.c.ExecuteWorkflow(ctx, opts, workflows.Provision, in)
+	if err != nil {
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &started) {
+			return Run{WorkflowID: id, RunID: started.RunId}, fmt.Errorf("%s: %w (workflow %s run %s)", in.Node, ErrNodeBusy, id, started.RunId)
+		}
+		return Run{}, fmt.Errorf("start %s: %w", id, err)
+	}
+	return Run{WorkflowID: id, RunID: run.GetRunID()}, nil
+}
+
+// WaitProvision blocks until the run ends and returns its result.
+func (c *Client) WaitProvision(ctx context.Context, r Run) (workflows.ProvisionResult, error) {
+	var res workflows.ProvisionResult
+	err := c.c.GetWorkflow(ctx, r.WorkflowID, r.RunID).Get(ctx, &res)
+	return res, err
+}
+
+// Progress queries a running or finished Provision.
+func (c *Client) Progress(ctx context.Context, r Run) (workflows.Progress, error) {
+	v, err := c.c.QueryWorkflow(ctx, r.WorkflowID, r.RunID, workflows.QueryProgress)
+	if err != nil {
+		return workflows.Progress{}, err
+	}
+	var p workflows.Progress
+	return p, v.Get(&p)
+}
+
+// CheckIn implements netboot.Signaler: a verified check-in becomes the
+// check-in signal of the node's workflow run. A run that is not running
+// yields netboot.ErrNoOperation.
+func (c *Client) CheckIn(ctx context.Context, in netboot.CheckIn) error {
+	sig := workflows.CheckIn{Node: in.Node, Run: in.Run, Status: in.Status, Digest: in.Digest, Message: in.Message, At: time.Now().UTC()}
+	err := c.c.SignalWorkflow(ctx, workflows.ProvisionWorkflowID(in.Node), in.Run, workflows.SignalCheckIn, sig)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("%s run %s: %w", in.Node, in.Run, netboot.ErrNoOperation)
+	}
+	return err
+}

@@ -1,0 +1,80 @@
+// Package workers wires workflows and activities to task queues: the global
+// queue "rackflow" runs the workflows and LookupNode; each rack's queue
+// "rackflow-rack-<rack>" runs the activities that must run next to the rack.
+package workers
+
+import (
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/rackflow/rackflow/activities"
+	"github.com/rackflow/rackflow/workflows"
+)
+
+// Options tune the workers; zero values take the SDK defaults.
+type Options struct {
+	// MaxConcurrentActivities caps activities per worker (per queue).
+	MaxConcurrentActivities int
+}
+
+// Set is a group of started workers.
+type Set struct {
+	workers []worker.Worker
+}
+
+// Global builds the worker of the global queue: every workflow, and the
+// activities that need only the inventory.
+func Global(c client.Client, a *activities.Activities, o Options) worker.Worker {
+	w := worker.New(c, workflows.TaskQueue, o.workerOptions())
+	w.RegisterWorkflowWithOptions(workflows.Provision, workflow.RegisterOptions{Name: "Provision"})
+	w.RegisterActivityWithOptions(a.LookupNode, activity.RegisterOptions{Name: workflows.ActivityLookupNode})
+	return w
+}
+
+// Rack builds the worker of rack's queue with that rack's activities.
+func Rack(c client.Client, rack string, a *activities.Activities, o Options) worker.Worker {
+	w := worker.New(c, workflows.RackTaskQueue(rack), o.workerOptions())
+	for name, fn := range map[string]any{
+		workflows.ActivityClone:       a.Clone,
+		workflows.ActivityDestroyRoot: a.DestroyRoot,
+		workflows.ActivityExport:      a.Export,
+		workflows.ActivityUnexport:    a.Unexport,
+		workflows.ActivitySetBoot:     a.SetBoot,
+		workflows.ActivityPowerCycle:  a.PowerCycle,
+	} {
+		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+	}
+	return w
+}
+
+func (o Options) workerOptions() worker.Options {
+	return worker.Options{MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities}
+}
+
+// Start starts every worker; on error the ones already started are stopped.
+func Start(ws ...worker.Worker) (*Set, error) {
+	s := &Set{}
+	for _, w := range ws {
+		if err := w.Start(); err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("start worker: %w", err)
+		}
+		s.workers = append(s.workers, w)
+	}
+	if len(s.workers) == 0 {
+		return nil, errors.New("no workers to start")
+	}
+	return s, nil
+}
+
+// Stop stops every worker, waiting for running activities.
+func (s *Set) Stop() {
+	for _, w := range s.workers {
+		w.Stop()
+	}
+}
