@@ -1,0 +1,15 @@
+// Package netboot holds rackflow's network boot services: a DHCPv4 server
+// (reservation mode), a read-only TFTP server, and an HTTP server that renders
+// iPXE scripts per MAC from a file-backed boot-profile store, serves boot
+// artifacts and per-node image exports with Range support, and accepts
+// authenticated agent check-ins that it hands to a Signaler.
+//
+// The package knows nothing of Temporal: a verified check-in is passed to the
+// Signaler it is given (implemented by package starter).
+//
+// TFTP uses github.com/pin/tftp/v3 v3.1.0, which negotiates blksize and
+// tsize but has no RFC 7440 windowsize: every block is acknowledged.
+//
+// Service bundles the three servers; Store, AgentArgs, MintToken/VerifyToken
+// are used by the activities that prepare a node's boot.
+package netboot

@@ -1,0 +1,200 @@
+package netboot
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// httpServer holds the HTTP routes:
+//
+//	GET  /boot/<mac>.ipxe          iPXE script from the MAC's profile (400 bad MAC, 404 no profile)
+//	GET  /artifacts/<name>         file under ArtifactsDir (Range, ETag, Last-Modified; 404 otherwise)
+//	GET  /exports/<node>/<file>    file under the node's exported directory (Range, ETag, Last-Modified)
+//	POST /v1/checkin               agent check-in (see checkInHandler)
+//	GET  /healthz                  200 "ok"
+//
+// GET routes also answer HEAD.
+type httpServer struct {
+	store     *Store
+	artifacts string        // "" → /artifacts/ answers 404
+	base      func() string // "http://host:port" used in scripts
+	checkin   *checkInHandler
+	log       *slog.Logger
+}
+
+func (h *httpServer) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /boot/{file}", h.bootScript)
+	mux.HandleFunc("GET /artifacts/{name...}", h.artifact)
+	mux.HandleFunc("GET /exports/{node}/{file...}", h.export)
+	mux.Handle("/v1/checkin", h.checkin)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	return h.logRequests(mux)
+}
+
+func (h *httpServer) bootScript(w http.ResponseWriter, r *http.Request) {
+	file := r.PathValue("file")
+	raw, ok := strings.CutSuffix(file, ".ipxe")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	mac, err := CanonicalMAC(raw)
+	if err != nil {
+		http.Error(w, "invalid MAC address", http.StatusBadRequest)
+		return
+	}
+	log := h.log.With("mac", mac, "remote", r.RemoteAddr)
+	p, err := h.store.Get(mac)
+	if errors.Is(err, ErrNoProfile) {
+		log.Info("http: no boot profile for MAC")
+		http.Error(w, "no boot profile for this MAC", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		log.Error("http: read boot profile", "err", err)
+		http.Error(w, "cannot read boot profile", http.StatusInternalServerError)
+		return
+	}
+	script := renderScript(p, h.base())
+	log.Info("http: served boot script", "node", p.Node, "mode", string(p.Mode))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = io.WriteString(w, script)
+}
+
+// renderScript renders the iPXE script of p; base is "http://host:port".
+// ModeLocal → "#!ipxe\nexit\n"; ModeInstall →
+//
+//	#!ipxe
+//	kernel <base>/artifacts/<kernel> <args…>
+//	initrd <base>/artifacts/<initrd>     (when Initrd is set)
+//	boot
+func renderScript(p Profile, base string) string {
+	if p.Mode != ModeInstall {
+		return "#!ipxe\nexit\n"
+	}
+	var b strings.Builder
+	b.WriteString("#!ipxe\nkernel " + base + "/artifacts/" + p.Kernel)
+	for _, a := range p.Args {
+		b.WriteString(" " + a)
+	}
+	b.WriteString("\n")
+	if p.Initrd != "" {
+		b.WriteString("initrd " + base + "/artifacts/" + p.Initrd + "\n")
+	}
+	b.WriteString("boot\n")
+	return b.String()
+}
+
+func (h *httpServer) artifact(w http.ResponseWriter, r *http.Request) {
+	if h.artifacts == "" {
+		http.NotFound(w, r)
+		return
+	}
+	h.serveRooted(w, r, h.artifacts, r.PathValue("name"), h.log)
+}
+
+func (h *httpServer) export(w http.ResponseWriter, r *http.Request) {
+	node := r.PathValue("node")
+	if ValidName(node) != nil {
+		http.NotFound(w, r)
+		return
+	}
+	dir := filepath.Join(h.store.ExportsDir(), node)
+	h.serveRooted(w, r, dir, r.PathValue("file"), h.log.With("node", node))
+}
+
+// serveRooted serves the regular file name under root with
+// http.ServeContent (Range, If-Range, If-None-Match, If-Modified-Since),
+// after openRooted's checks; everything refused is a 404.
+func (h *httpServer) serveRooted(w http.ResponseWriter, r *http.Request, root, name string, log *slog.Logger) {
+	f, size, err := openRooted(root, name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			log.Debug("http: file not found", "path", r.URL.Path, "err", err)
+		} else {
+			log.Warn("http: file refused", "path", r.URL.Path, "err", err)
+		}
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		log.Error("http: stat", "path", r.URL.Path, "err", err)
+		http.Error(w, "cannot read file", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, fi.ModTime().UnixNano(), size))
+	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
+}
+
+// logRequests logs every request at Debug with its status and size.
+func (h *httpServer) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		h.log.Debug("http: request", "method", r.Method, "path", r.URL.Path, "status", sw.code(),
+			"bytes", sw.bytes, "remote", r.RemoteAddr, "duration", time.Since(start))
+	})
+}
+
+// statusWriter records the status and byte count of a response. It keeps
+// io.ReaderFrom (sendfile) and exposes Unwrap for http.ResponseController.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, r)
+	}
+	w.bytes += n
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
