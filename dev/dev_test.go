@@ -67,11 +67,17 @@ func TestProvisionVirtualRack(t *testing.T) {
 		}
 	}
 
-	resp, err := env.Client.Temporal().ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowType = 'Provision' AND %s = 'r01' AND ExecutionStatus = 'Completed'", workflows.AttrRack.GetName()),
-	})
-	if err != nil {
-		t.Fatal(err)
+	// Visibility is updated asynchronously: poll until it has caught up.
+	query := fmt.Sprintf("WorkflowType = 'Provision' AND %s = 'r01' AND ExecutionStatus = 'Completed'", workflows.AttrRack.GetName())
+	var resp *workflowservice.ListWorkflowExecutionsResponse
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err = env.Client.Temporal().ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetExecutions()) >= 4 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if got := len(resp.GetExecutions()); got != 4 {
 		t.Fatalf("%d completed Provision workflows in rack r01, want 4", got)
