@@ -8,6 +8,7 @@ package dev
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,9 @@ type Options struct {
 	ImageSize      int64         // bytes of each demo image version, default 4 MiB
 	Store          string        // "zfs", "dir" or "" (zfs when zfs-fuse or ZFS is usable)
 	CheckInTimeout time.Duration // per boot, default workflows.DefaultCheckInTimeout
+
+	// Faults makes the named virtual nodes misbehave (tests).
+	Faults map[string]vrack.Fault
 
 	Log *slog.Logger // default discards
 }
@@ -179,7 +183,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		return env, err
 	}
 
-	specs, err := virtualNodes(env.Inventory)
+	specs, err := virtualNodes(env.Inventory, o.Faults)
 	if err != nil {
 		return env, err
 	}
@@ -284,7 +288,7 @@ func OpenImageStore(ctx context.Context, stateDir, backend string, log *slog.Log
 	}
 	switch backend {
 	case "zfs":
-		pool, err := zfsfuse.Ensure(ctx, filepath.Join(stateDir, "zfs"), "rackflow", 2<<30, log)
+		pool, err := zfsfuse.Ensure(ctx, stateDir, poolName(stateDir), 2<<30, log)
 		if err != nil {
 			return nil, fmt.Errorf("zfs-fuse pool: %w", err)
 		}
@@ -307,6 +311,17 @@ func OpenImageStore(ctx context.Context, stateDir, backend string, log *slog.Log
 		return s, nil
 	}
 	return nil, fmt.Errorf("image store %q: want zfs or dir", backend)
+}
+
+// poolName names the dev pool of a state dir: zfs-fuse's pools are
+// machine-wide, so each state dir gets its own ("rackflow-<8 hex>").
+func poolName(stateDir string) string {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		abs = stateDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return fmt.Sprintf("rackflow-%x", sum[:4])
 }
 
 // DemoImage is the golden image `rackflow dev` creates, with versions v1, v2.
@@ -344,7 +359,8 @@ func seedDemoImage(ctx context.Context, s imagestore.Store, size int64, log *slo
 	return nil
 }
 
-// LatestVersion is the most recently created version of image.
+// LatestVersion is the most recently created version of image; versions
+// created in the same instant (ZFS records whole seconds) go by name order.
 func LatestVersion(ctx context.Context, s imagestore.Store, image string) (string, error) {
 	imgs, err := s.Images(ctx)
 	if err != nil {
@@ -356,7 +372,7 @@ func LatestVersion(ctx context.Context, s imagestore.Store, image string) (strin
 		}
 		latest := img.Versions[0]
 		for _, v := range img.Versions[1:] {
-			if v.Created.After(latest.Created) {
+			if !v.Created.Before(latest.Created) {
 				latest = v
 			}
 		}
@@ -365,7 +381,7 @@ func LatestVersion(ctx context.Context, s imagestore.Store, image string) (strin
 	return "", fmt.Errorf("image %q has no versions", image)
 }
 
-func virtualNodes(inv *inventory.Inventory) ([]vrack.NodeSpec, error) {
+func virtualNodes(inv *inventory.Inventory, faults map[string]vrack.Fault) ([]vrack.NodeSpec, error) {
 	specs := make([]vrack.NodeSpec, 0, len(inv.Nodes))
 	for _, n := range inv.Nodes {
 		cred, err := inv.Credential(n)
@@ -378,7 +394,7 @@ func virtualNodes(inv *inventory.Inventory) ([]vrack.NodeSpec, error) {
 		}
 		specs = append(specs, vrack.NodeSpec{
 			Name: n.Name, Rack: n.Rack, MAC: mac, BMCAddr: n.BMC.Address,
-			Username: cred.Username, Password: cred.Password,
+			Username: cred.Username, Password: cred.Password, Fault: faults[n.Name],
 		})
 	}
 	return specs, nil

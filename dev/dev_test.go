@@ -3,16 +3,27 @@ package dev
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/rackflow/rackflow/activities/imagestore"
+	"github.com/rackflow/rackflow/dev/vrack"
+	"github.com/rackflow/rackflow/netboot"
 	"github.com/rackflow/rackflow/workflows"
 )
 
@@ -103,8 +114,102 @@ func TestProvisionVirtualRack(t *testing.T) {
 		}
 	}
 
+	// A check-in for a run that has ended, or with a wrong token, is refused
+	// over the real HTTP service and changes nothing.
+	key, err := os.ReadFile(filepath.Join(env.opts.StateDir, "checkin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := resp.GetExecutions()[0].GetExecution()
+	node := strings.TrimPrefix(run.GetWorkflowId(), "node/")
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{
+		{netboot.MintToken(key, node, run.GetRunId()), http.StatusConflict},
+		{netboot.MintToken(key, "r01n99", run.GetRunId()), http.StatusForbidden},
+		{"", http.StatusUnauthorized},
+	} {
+		body := fmt.Sprintf(`{"node":%q,"run":%q,"token":%q,"status":"ok","digest":"sha256:%064x"}`, node, run.GetRunId(), tc.token, 0)
+		r, err := http.Post(env.Netboot.HTTPBase()+"/v1/checkin", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != tc.want {
+			t.Errorf("check-in with token %q: HTTP %d, want %d", tc.token, r.StatusCode, tc.want)
+		}
+	}
+
 	st, err := env.Client.Status(ctx, nil)
 	if err != nil || len(st) != 4 || st[0].Phase != "provisioned" || st[0].Version != "v2" {
 		t.Errorf("status = %+v, %v", st, err)
 	}
+}
+
+var recordHistory = flag.String("record-history", "", "write the histories of the integration tests' workflows into this directory (replay test data)")
+
+// saveHistory writes a workflow's history as JSON for the replay tests.
+func saveHistory(t *testing.T, env *Env, workflowID, name string) {
+	t.Helper()
+	if *recordHistory == "" {
+		return
+	}
+	iter := env.Client.Temporal().GetWorkflowHistory(context.Background(), workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var h historypb.History
+	for iter.HasNext() {
+		e, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, e)
+	}
+	data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(*recordHistory, name), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNodeThatNeverChecksIn: a virtual node that boots but never checks in
+// is booted twice (power cycle, then off/on), then its Provision fails with
+// CheckInTimeout, its root is destroyed and its boot profile reset, while
+// the healthy node is provisioned.
+func TestNodeThatNeverChecksIn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env, err := Start(ctx, Options{
+		StateDir: t.TempDir(), Nodes: 2, InMemory: true, Store: "dir",
+		FrontendAddr: "127.0.0.1:0", DHCPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		BMCPort: freePort(t), ImageSize: 1 << 20, CheckInTimeout: 3 * time.Second,
+		Faults: map[string]vrack.Fault{"r01n02": vrack.FaultNoCheckIn},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	sum := env.ProvisionAll(ctx, DemoImage, "v1", io.Discard)
+	if sum.Provisioned != 1 || len(sum.Failed) != 1 || sum.Failed[0].Node != "r01n02" {
+		t.Fatalf("%s; failed: %v", sum, sum.Failed)
+	}
+	if !workflows.IsApplicationError(sum.Failed[0].Err, workflows.ErrCheckInTimeout) {
+		t.Errorf("r01n02 failed with %v, want %s", sum.Failed[0].Err, workflows.ErrCheckInTimeout)
+	}
+	if st := env.Rack.Node("r01n02").State(); st.NetBoots != 2 {
+		t.Errorf("r01n02 netbooted %d times, want 2 (power cycle, then off/on)", st.NetBoots)
+	}
+	if _, err := env.Images.Root(ctx, "r01n02"); !errors.Is(err, imagestore.ErrNoRoot) {
+		t.Errorf("root of r01n02 after the undo: %v, want ErrNoRoot", err)
+	}
+	p, err := env.Netboot.Store().Get("02:52:46:01:00:02")
+	if err != nil || p.Mode != netboot.ModeLocal {
+		t.Errorf("boot profile of r01n02 after the undo = %+v, %v; want local", p, err)
+	}
+	saveHistory(t, env, workflows.ProvisionWorkflowID("r01n01"), "provision-ok.json")
+	saveHistory(t, env, workflows.ProvisionWorkflowID("r01n02"), "provision-checkin-timeout.json")
 }

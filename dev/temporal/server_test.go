@@ -1,0 +1,430 @@
+package devtemporal
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// The test workflow: upserts RackflowNode, then waits for one signal.
+const (
+	testWorkflowName = "DevTemporalWaitForSignal"
+	testTaskQueue    = "devtemporal-test"
+	testSignalName   = "proceed"
+	testQueryName    = "state"
+)
+
+var nodeKey = temporal.NewSearchAttributeKeyKeyword("RackflowNode")
+
+func waitForSignal(ctx workflow.Context, node string) (string, error) {
+	state := "starting"
+	if err := workflow.SetQueryHandler(ctx, testQueryName, func() (string, error) { return state, nil }); err != nil {
+		return "", err
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, nodeKey.ValueSet(node)); err != nil {
+		return "", err
+	}
+	state = "waiting"
+	var payload string
+	workflow.GetSignalChannel(ctx, testSignalName).Receive(ctx, &payload)
+	return "done:" + payload, nil
+}
+
+var baseAttrs = map[string]enumspb.IndexedValueType{
+	"RackflowNode":  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	"RackflowRack":  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	"RackflowPhase": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+}
+
+func TestStartInMemoryWithUI(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	before := memSnapshot()
+	began := time.Now()
+	s, err := Start(ctx, Config{
+		FrontendAddr:     freeAddr(t),
+		UIAddr:           freeAddr(t),
+		SearchAttributes: baseAttrs,
+		Logger:           testLogger(t),
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Logf("in-memory Start with UI took %s; %s", time.Since(began).Round(time.Millisecond), memSnapshot().since(before))
+	defer stopTest(t, s)
+
+	c := dialTest(t, s)
+	assertRetention(ctx, t, c, DefaultNamespace, DefaultRetention)
+	assertAttributes(ctx, t, c, DefaultNamespace, baseAttrs)
+
+	t.Run("UI serves the app", func(t *testing.T) {
+		if !strings.HasPrefix(s.UIURL(), "http://127.0.0.1:") {
+			t.Fatalf("UIURL() = %q", s.UIURL())
+		}
+		body := httpGet(ctx, t, s.UIURL()+"/")
+		if !strings.Contains(strings.ToLower(body), "<html") {
+			t.Errorf("GET / did not return an HTML page: %.200q", body)
+		}
+	})
+	t.Run("UI reaches the frontend", func(t *testing.T) {
+		body := httpGet(ctx, t, s.UIURL()+"/api/v1/namespaces/"+DefaultNamespace)
+		if !strings.Contains(body, DefaultNamespace) {
+			t.Errorf("namespace API answer does not name %q: %.300q", DefaultNamespace, body)
+		}
+	})
+
+	c.Close()
+	if err := s.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	for _, addr := range []string{s.FrontendAddr(), strings.TrimPrefix(s.UIURL(), "http://")} {
+		ip, port, _ := splitIPPort(addr)
+		if err := checkPortFree("test", ip, port); err != nil {
+			t.Errorf("after Stop: %v", err)
+		}
+	}
+}
+
+func TestRestartResumesWorkflowAndAddsAttributes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := Config{
+		StateDir:         dir,
+		FrontendAddr:     addr,
+		SearchAttributes: baseAttrs,
+		Logger:           testLogger(t),
+	}
+
+	// First start: new database, workflow left waiting for a signal.
+	began := time.Now()
+	s1, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("first Start: %v", err)
+	}
+	t.Logf("first Start (new database) took %s", time.Since(began).Round(time.Millisecond))
+	c1 := dialTest(t, s1)
+	w1 := startWorker(t, c1)
+	run, err := c1.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        "devtemporal/restart",
+		TaskQueue: testTaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword("RackflowRack").ValueSet("r01"),
+		),
+	}, testWorkflowName, "r01n01")
+	if err != nil {
+		t.Fatalf("ExecuteWorkflow: %v", err)
+	}
+	waitQuery(ctx, t, c1, run.GetID(), "waiting")
+	waitVisible(ctx, t, c1, `RackflowNode = 'r01n01' AND RackflowRack = 'r01'`, 1)
+	w1.Stop()
+	c1.Close()
+	stopTest(t, s1)
+
+	for _, name := range []string{DBFileName, DBFileName + "-wal"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("state dir: %v", err)
+		}
+	}
+
+	// Second start, same dir and port: one more attribute, longer retention.
+	cfg.SearchAttributes = map[string]enumspb.IndexedValueType{
+		"RackflowNode":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"RackflowRack":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"RackflowPhase":   enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"RackflowRollout": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		"RackflowAttempt": enumspb.INDEXED_VALUE_TYPE_INT,
+	}
+	cfg.Retention = 45 * 24 * time.Hour
+	began = time.Now()
+	s2, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("second Start: %v", err)
+	}
+	t.Logf("second Start (existing database, 2 new attributes, new retention) took %s", time.Since(began).Round(time.Millisecond))
+	c2 := dialTest(t, s2)
+	assertRetention(ctx, t, c2, DefaultNamespace, cfg.Retention)
+	assertAttributes(ctx, t, c2, DefaultNamespace, cfg.SearchAttributes)
+
+	w2 := startWorker(t, c2)
+	if err := c2.SignalWorkflow(ctx, run.GetID(), "", testSignalName, "after-restart"); err != nil {
+		t.Fatalf("SignalWorkflow: %v", err)
+	}
+	var result string
+	if err := c2.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, &result); err != nil {
+		t.Fatalf("workflow result: %v", err)
+	}
+	if result != "done:after-restart" {
+		t.Errorf("result = %q, want %q", result, "done:after-restart")
+	}
+	w2.Stop()
+	c2.Close()
+	stopTest(t, s2)
+
+	// Third start, nothing to change: registration is idempotent.
+	began = time.Now()
+	s3, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("third Start: %v", err)
+	}
+	t.Logf("third Start (nothing to change) took %s", time.Since(began).Round(time.Millisecond))
+	c3 := dialTest(t, s3)
+	assertAttributes(ctx, t, c3, DefaultNamespace, cfg.SearchAttributes)
+	assertRetention(ctx, t, c3, DefaultNamespace, cfg.Retention)
+	c3.Close()
+	stopTest(t, s3)
+}
+
+func TestStartRefusesTakenPorts(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenAddr := taken.Addr().String()
+
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{name: "frontend", cfg: Config{FrontendAddr: takenAddr}},
+		{name: "UI", cfg: Config{FrontendAddr: freeAddr(t), UIAddr: takenAddr}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			tt.cfg.Logger = testLogger(t)
+			s, err := Start(ctx, tt.cfg)
+			if err == nil {
+				_ = s.Stop()
+				t.Fatal("Start succeeded on a taken port")
+			}
+			want := tt.name + " address " + takenAddr + " is not available"
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error = %q, want it to contain %q", err, want)
+			}
+		})
+	}
+}
+
+func TestStartRejectsConflictingAttributeType(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	cfg := Config{StateDir: dir, FrontendAddr: freeAddr(t), SearchAttributes: baseAttrs, Logger: testLogger(t)}
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	stopTest(t, s)
+
+	cfg.SearchAttributes = map[string]enumspb.IndexedValueType{"RackflowNode": enumspb.INDEXED_VALUE_TYPE_INT}
+	s, err = Start(ctx, cfg)
+	if err == nil {
+		stopTest(t, s)
+		t.Fatal("Start accepted RackflowNode as Int after it was registered as Keyword")
+	}
+	if !strings.Contains(err.Error(), `"RackflowNode" exists`) {
+		t.Errorf("error = %v", err)
+	}
+	// The failed Start must not leave the frontend port bound.
+	ip, port, _ := splitIPPort(cfg.FrontendAddr)
+	if err := checkPortFree("frontend", ip, port); err != nil {
+		t.Errorf("after failed Start: %v", err)
+	}
+}
+
+// --- helpers ---
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hostPort("127.0.0.1", port)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func stopTest(t *testing.T, s *Server) {
+	t.Helper()
+	began := time.Now()
+	if err := s.Stop(); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	t.Logf("Stop took %s", time.Since(began).Round(time.Millisecond))
+}
+
+func dialTest(t *testing.T, s *Server) client.Client {
+	t.Helper()
+	c, err := client.Dial(client.Options{
+		HostPort:  s.FrontendAddr(),
+		Namespace: DefaultNamespace,
+		Logger:    sdklog.NewStructuredLogger(testLogger(t)),
+	})
+	if err != nil {
+		t.Fatalf("dial %s: %v", s.FrontendAddr(), err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func startWorker(t *testing.T, c client.Client) worker.Worker {
+	t.Helper()
+	w := worker.New(c, testTaskQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(waitForSignal, workflow.RegisterOptions{Name: testWorkflowName})
+	if err := w.Start(); err != nil {
+		t.Fatalf("worker start: %v", err)
+	}
+	return w
+}
+
+func assertRetention(ctx context.Context, t *testing.T, c client.Client, ns string, want time.Duration) {
+	t.Helper()
+	resp, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: ns})
+	if err != nil {
+		t.Fatalf("DescribeNamespace: %v", err)
+	}
+	got := resp.GetConfig().GetWorkflowExecutionRetentionTtl().AsDuration()
+	if got != want {
+		t.Errorf("retention of %q = %s, want %s", ns, got, want)
+	}
+	if got < 30*24*time.Hour {
+		t.Errorf("retention of %q = %s, below 30 days", ns, got)
+	}
+}
+
+func assertAttributes(ctx context.Context, t *testing.T, c client.Client, ns string, want map[string]enumspb.IndexedValueType) {
+	t.Helper()
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns})
+	if err != nil {
+		t.Fatalf("ListSearchAttributes: %v", err)
+	}
+	got := resp.GetCustomAttributes()
+	for name, typ := range want {
+		if got[name] != typ {
+			t.Errorf("search attribute %q = %s, want %s", name, got[name], typ)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("custom search attributes = %v, want exactly %v", got, want)
+	}
+}
+
+func waitQuery(ctx context.Context, t *testing.T, c client.Client, id, want string) {
+	t.Helper()
+	var last string
+	var lastErr error
+	for ctx.Err() == nil {
+		v, err := c.QueryWorkflow(ctx, id, "", testQueryName)
+		if err == nil {
+			lastErr = v.Get(&last)
+			if last == want {
+				return
+			}
+		} else {
+			lastErr = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("query %s: state %q (last error %v), want %q", id, last, lastErr, want)
+}
+
+func waitVisible(ctx context.Context, t *testing.T, c client.Client, query string, want int) {
+	t.Helper()
+	var n int
+	for ctx.Err() == nil {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			t.Fatalf("ListWorkflow %q: %v", query, err)
+		}
+		if n = len(resp.GetExecutions()); n == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("ListWorkflow %q: %d executions, want %d", query, n, want)
+}
+
+func httpGet(ctx context.Context, t *testing.T, url string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading body: %v", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d, want 200: %.300q", url, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// memSnapshot records Go heap figures and the process RSS.
+type mem struct {
+	heapInuse, sys uint64
+	rssKB          int64
+}
+
+func memSnapshot() mem {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return mem{heapInuse: ms.HeapInuse, sys: ms.Sys, rssKB: rssKB()}
+}
+
+func (m mem) since(before mem) string {
+	const mib = 1 << 20
+	return fmt.Sprintf("Go heap in use %d MiB (%+d), Go sys %d MiB, process RSS %d MiB (%+d)",
+		m.heapInuse/mib, (int64(m.heapInuse)-int64(before.heapInuse))/mib,
+		m.sys/mib, m.rssKB/1024, (m.rssKB-before.rssKB)/1024)
+}
+
+func rssKB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
