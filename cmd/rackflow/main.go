@@ -35,7 +35,7 @@ func main() {
 }
 
 func app() *cli.App {
-	return &cli.App{
+	a := &cli.App{
 		Name:  "rackflow",
 		Usage: "provision bare-metal clusters with durable workflows",
 		Flags: []cli.Flag{
@@ -51,6 +51,10 @@ func app() *cli.App {
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	for _, c := range a.Commands {
+		c.OnUsageError = usageError
+	}
+	return a
 }
 
 // usageError prints the command's usage and exits with status 2.
@@ -62,6 +66,16 @@ func usageError(c *cli.Context, err error, _ bool) error {
 // badUsage reports a wrong argument the flag parser cannot see.
 func badUsage(c *cli.Context, format string, args ...any) error {
 	return usageError(c, fmt.Errorf(format, args...), true)
+}
+
+// requireFlags reports the first of names that was not set as a usage error.
+func requireFlags(c *cli.Context, names ...string) error {
+	for _, n := range names {
+		if !c.IsSet(n) {
+			return badUsage(c, "flag --%s is required", n)
+		}
+	}
+	return nil
 }
 
 func logger(c *cli.Context) (*slog.Logger, error) {

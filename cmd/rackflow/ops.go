@@ -30,10 +30,13 @@ func provisionCommand() *cli.Command {
 		Usage:     "provision nodes with an image version (one Provision workflow per node)",
 		ArgsUsage: "NODE…",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "image", Required: true, Usage: "golden image name"},
-			&cli.StringFlag{Name: "version", Required: true, Usage: "image version (snapshot)"},
+			&cli.StringFlag{Name: "image", Usage: "golden image name"},
+			&cli.StringFlag{Name: "version", Usage: "image version (snapshot)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for every node and exit 1 if any failed"},
+		},
+		Before: func(c *cli.Context) error {
+			return requireFlags(c, "image", "version")
 		},
 		Action: func(c *cli.Context) error {
 			nodes := c.Args().Slice()

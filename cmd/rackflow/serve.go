@@ -17,8 +17,8 @@ import (
 )
 
 var (
-	inventoryFlag  = &cli.StringFlag{Name: "inventory", Required: true, Usage: "inventory YAML file"}
-	checkInKeyFlag = &cli.StringFlag{Name: "checkin-key", Required: true, Usage: "file holding the HMAC key of check-in tokens (≥ 16 bytes), shared by worker and netboot"}
+	inventoryFlag  = &cli.StringFlag{Name: "inventory", Usage: "inventory YAML file"}
+	checkInKeyFlag = &cli.StringFlag{Name: "checkin-key", Usage: "file holding the HMAC key of check-in tokens (≥ 16 bytes), shared by worker and netboot"}
 	storeFlag      = &cli.StringFlag{Name: "netboot-store", Value: "/var/lib/rackflow/netboot", Usage: "boot-profile and export directory shared with the netboot service"}
 )
 
@@ -37,12 +37,15 @@ func workerCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "worker",
 		Usage: "run the workflows and the activities of the given racks against a Temporal cluster",
+		Before: func(c *cli.Context) error {
+			return requireFlags(c, "inventory", "checkin-key", "http-base")
+		},
 		Flags: []cli.Flag{
 			inventoryFlag, checkInKeyFlag, storeFlag,
 			&cli.StringSliceFlag{Name: "rack", Usage: "serve this rack's task queue (repeatable; default every rack of the inventory)"},
 			&cli.StringFlag{Name: "zfs-pool", Usage: "ZFS dataset under which images and roots live (selects the zfs backend)"},
 			&cli.StringFlag{Name: "image-dir", Value: "/var/lib/rackflow/images", Usage: "image directory of the dir backend (used without --zfs-pool)"},
-			&cli.StringFlag{Name: "http-base", Required: true, Usage: "netboot HTTP URL the nodes reach, e.g. http://10.0.0.1:8880"},
+			&cli.StringFlag{Name: "http-base", Usage: "netboot HTTP URL the nodes reach, e.g. http://10.0.0.1:8880"},
 			&cli.StringFlag{Name: "kernel", Value: "vmlinuz", Usage: "installer kernel, under the netboot artifacts"},
 			&cli.StringFlag{Name: "initrd", Value: "initrd.img", Usage: "installer initrd, under the netboot artifacts"},
 			&cli.StringSliceFlag{Name: "kernel-arg", Usage: "extra kernel command-line word (repeatable), e.g. console=ttyS0"},
@@ -111,6 +114,9 @@ func netbootCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "netboot",
 		Usage: "run the DHCP, TFTP and HTTP netboot service of a rack",
+		Before: func(c *cli.Context) error {
+			return requireFlags(c, "inventory", "checkin-key")
+		},
 		Flags: []cli.Flag{
 			inventoryFlag, checkInKeyFlag, storeFlag,
 			&cli.StringFlag{Name: "dhcp", Value: "0.0.0.0:67", Usage: "DHCP listen address (empty: off)"},

@@ -1,0 +1,190 @@
+package activities
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/rackflow/rackflow/activities/imagestore"
+	"github.com/rackflow/rackflow/activities/inventory"
+	"github.com/rackflow/rackflow/dev/vrack/redfishemu"
+	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/workflows"
+)
+
+// fixture: real dir image store, real boot-profile store, and a real Redfish
+// BMC emulator (the virtual rack's) for node r01n01.
+type fixture struct {
+	acts    *Activities
+	env     *testsuite.TestActivityEnvironment
+	machine *redfishemu.Machine
+	boot    *netboot.Store
+}
+
+func newFixture(t *testing.T, password string) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	images, err := imagestore.NewDir(filepath.Join(dir, "images"), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := images.CreateVersion(t.Context(), "demo", "v1", bytes.NewReader(bytes.Repeat([]byte("x"), 4096))); err != nil {
+		t.Fatal(err)
+	}
+	boot, err := netboot.OpenStore(filepath.Join(dir, "netboot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	machine := redfishemu.NewMachine(redfishemu.TargetHdd, nil)
+	bmcSrv, err := redfishemu.Start(redfishemu.Config{Addr: "127.0.0.1:0", Username: "admin", Password: "right", Machine: machine, Name: "r01n01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bmcSrv.Close() })
+	doc := fmt.Sprintf(`credentials:
+  c: {username: admin, password: %s}
+racks:
+  - name: r01
+    credentials: c
+    netboot: {server_ip: 127.0.0.1, subnet: 127.0.0.0/8}
+nodes:
+  - {name: r01n01, rack: r01, slot: 1, macs: ["02:52:46:01:00:01"], ip: 127.101.0.1, bmc: {driver: redfish, address: %q}}
+`, password, bmcSrv.Addr())
+	inv, err := inventory.Parse("test.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := &Activities{
+		Inventory: inv, Images: images, Boot: boot, DialBMC: DialBMCLib(log),
+		HTTPBase: "http://127.0.0.1:8880", CheckInKey: bytes.Repeat([]byte("k"), 32),
+		Kernel: "vmlinuz", Initrd: "initrd.img", KernelArgs: []string{"console=ttyS0"}, Log: log,
+	}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	return &fixture{acts: acts, env: env, machine: machine, boot: boot}
+}
+
+func wantType(t *testing.T, err error, typ string) {
+	t.Helper()
+	if !workflows.IsApplicationError(err, typ) {
+		t.Fatalf("error = %v, want ApplicationError %s", err, typ)
+	}
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() {
+		t.Fatalf("error %v is retryable", err)
+	}
+}
+
+func TestProvisionSteps(t *testing.T) {
+	f := newFixture(t, "right")
+	v, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root workflows.Root
+	if err := v.Get(&root); err != nil || !strings.HasPrefix(root.Digest, "sha256:") || root.Size != 4096 {
+		t.Fatalf("root = %+v, %v", root, err)
+	}
+	if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
+		t.Fatalf("second clone is not idempotent: %v", err)
+	}
+	v, err = f.env.ExecuteActivity(f.acts.Export, "r01n01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp workflows.ExportResult
+	if err := v.Get(&exp); err != nil || exp.URL != "http://127.0.0.1:8880/exports/r01n01/image.raw" || exp.Digest != root.Digest {
+		t.Fatalf("export = %+v, %v", exp, err)
+	}
+	in := workflows.SetBootInput{Node: "r01n01", Mode: workflows.BootInstall, ImageURL: exp.URL, Digest: exp.Digest, Run: "run-1"}
+	if _, err := f.env.ExecuteActivity(f.acts.SetBoot, in); err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.boot.Get("02:52:46:01:00:01")
+	if err != nil || p.Mode != netboot.ModeInstall || p.Args[0] != "console=ttyS0" {
+		t.Fatalf("profile = %+v, %v", p, err)
+	}
+	args, err := netboot.ParseAgentArgs(p.Args)
+	if err != nil || !netboot.VerifyToken(f.acts.CheckInKey, "r01n01", "run-1", args.Token) || args.ImageURL != exp.URL {
+		t.Fatalf("agent args = %+v, %v", args, err)
+	}
+	if _, err := f.env.ExecuteActivity(f.acts.PowerCycle, workflows.PowerCycleInput{Node: "r01n01"}); err != nil {
+		t.Fatal(err)
+	}
+	on, boot, _ := f.machine.State()
+	if !on || boot.Target != redfishemu.TargetPxe {
+		t.Fatalf("after power cycle: on=%v boot=%+v, want on with a PXE override", on, boot)
+	}
+	for _, undo := range []func() error{
+		func() error { _, err := f.env.ExecuteActivity(f.acts.Unexport, "r01n01"); return err },
+		func() error { _, err := f.env.ExecuteActivity(f.acts.DestroyRoot, "r01n01"); return err },
+		func() error { _, err := f.env.ExecuteActivity(f.acts.DestroyRoot, "r01n01"); return err },
+	} {
+		if err := undo(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.acts.Images.Root(t.Context(), "r01n01"); err == nil {
+		t.Fatal("root still there after DestroyRoot")
+	}
+}
+
+func TestBadInputIsNonRetryableAndChangesNothing(t *testing.T) {
+	f := newFixture(t, "right")
+	tests := []struct {
+		name string
+		run  func() error
+		typ  string
+	}{
+		{"unknown node", func() error { _, err := f.env.ExecuteActivity(f.acts.LookupNode, "r09n01"); return err }, workflows.ErrUnknownNode},
+		{"unknown image", func() error {
+			_, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "centos", Version: "v1"})
+			return err
+		}, workflows.ErrUnknownImage},
+		{"unknown version", func() error {
+			_, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v9"})
+			return err
+		}, workflows.ErrUnknownVersion},
+		{"invalid name", func() error {
+			_, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "../etc", Version: "v1"})
+			return err
+		}, workflows.ErrInvalidName},
+		{"set boot of unknown node", func() error {
+			_, err := f.env.ExecuteActivity(f.acts.SetBoot, workflows.SetBootInput{Node: "nope", Mode: workflows.BootLocal})
+			return err
+		}, workflows.ErrUnknownNode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantType(t, tt.run(), tt.typ)
+		})
+	}
+	if _, err := f.acts.Images.Root(t.Context(), "r01n01"); err == nil {
+		t.Error("a failed clone left a root")
+	}
+	if entries, _ := os.ReadDir(f.boot.ExportsDir()); len(entries) != 0 {
+		t.Errorf("exports after bad input: %v", entries)
+	}
+}
+
+func TestBadBMCCredentials(t *testing.T) {
+	f := newFixture(t, "not-the-password")
+	_, err := f.env.ExecuteActivity(f.acts.PowerCycle, workflows.PowerCycleInput{Node: "r01n01"})
+	wantType(t, err, workflows.ErrBMCAuth)
+	if strings.Contains(err.Error(), "not-the-password") {
+		t.Errorf("error shows the password: %v", err)
+	}
+	if on, _, _ := f.machine.State(); on {
+		t.Error("node powered on with bad credentials")
+	}
+}
