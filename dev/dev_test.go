@@ -37,6 +37,22 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// startEnv starts the embedded default for a test: in-memory Temporal, dir
+// image store, free loopback ports, a rack of nodes virtual nodes.
+func startEnv(ctx context.Context, t *testing.T, nodes int, checkIn time.Duration, faults map[string]vrack.Fault) *Env {
+	t.Helper()
+	env, err := Start(ctx, Options{
+		StateDir: t.TempDir(), Nodes: nodes, InMemory: true, Store: "dir",
+		FrontendAddr: "127.0.0.1:0", DHCPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		BMCPort: freePort(t), ImageSize: 1 << 20, CheckInTimeout: checkIn, Faults: faults,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	return env
+}
+
 // TestProvisionVirtualRack provisions 4 virtual nodes through the real
 // embedded Temporal server, worker, netboot service and Redfish emulators,
 // then checks through the Temporal API that 4 Provision workflows completed
@@ -47,15 +63,7 @@ func TestProvisionVirtualRack(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := Start(ctx, Options{
-		StateDir: t.TempDir(), Nodes: 4, InMemory: true, Store: "dir",
-		FrontendAddr: "127.0.0.1:0", DHCPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		BMCPort: freePort(t), ImageSize: 1 << 20, CheckInTimeout: 2 * time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := startEnv(ctx, t, 4, 2*time.Minute, nil)
 	version, err := LatestVersion(ctx, env.Images, DemoImage)
 	if err != nil || version != "v2" {
 		t.Fatalf("latest version = %q, %v", version, err)
@@ -183,16 +191,7 @@ func TestNodeThatNeverChecksIn(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, err := Start(ctx, Options{
-		StateDir: t.TempDir(), Nodes: 2, InMemory: true, Store: "dir",
-		FrontendAddr: "127.0.0.1:0", DHCPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		BMCPort: freePort(t), ImageSize: 1 << 20, CheckInTimeout: 3 * time.Second,
-		Faults: map[string]vrack.Fault{"r01n02": vrack.FaultNoCheckIn},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
+	env := startEnv(ctx, t, 2, 3*time.Second, map[string]vrack.Fault{"r01n02": vrack.FaultNoCheckIn})
 	sum := env.ProvisionAll(ctx, DemoImage, "v1", io.Discard)
 	if sum.Provisioned != 1 || len(sum.Failed) != 1 || sum.Failed[0].Node != "r01n02" {
 		t.Fatalf("%s; failed: %v", sum, sum.Failed)

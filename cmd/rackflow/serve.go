@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -21,6 +22,21 @@ var (
 	checkInKeyFlag = &cli.StringFlag{Name: "checkin-key", Usage: "file holding the HMAC key of check-in tokens (≥ 16 bytes), shared by worker and netboot"}
 	storeFlag      = &cli.StringFlag{Name: "netboot-store", Value: "/var/lib/rackflow/netboot", Usage: "boot-profile and export directory shared with the netboot service"}
 )
+
+// serviceSetup loads what the worker and the netboot service share: the
+// logger, the inventory and the check-in key.
+func serviceSetup(c *cli.Context) (*slog.Logger, *inventory.Inventory, []byte, error) {
+	log, err := logger(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	inv, err := inventory.Load(c.String("inventory"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := readCheckInKey(c.String("checkin-key"))
+	return log, inv, key, err
+}
 
 func readCheckInKey(path string) ([]byte, error) {
 	key, err := os.ReadFile(path)
@@ -51,15 +67,7 @@ func workerCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "kernel-arg", Usage: "extra kernel command-line word (repeatable), e.g. console=ttyS0"},
 		},
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			inv, err := inventory.Load(c.String("inventory"))
-			if err != nil {
-				return err
-			}
-			key, err := readCheckInKey(c.String("checkin-key"))
+			log, inv, key, err := serviceSetup(c)
 			if err != nil {
 				return err
 			}
@@ -127,15 +135,7 @@ func netbootCommand() *cli.Command {
 			&cli.StringFlag{Name: "artifacts", Value: "/var/lib/rackflow/artifacts", Usage: "kernels and initrds served at /artifacts/"},
 		},
 		Action: func(c *cli.Context) error {
-			log, err := logger(c)
-			if err != nil {
-				return err
-			}
-			inv, err := inventory.Load(c.String("inventory"))
-			if err != nil {
-				return err
-			}
-			key, err := readCheckInKey(c.String("checkin-key"))
+			log, inv, key, err := serviceSetup(c)
 			if err != nil {
 				return err
 			}
