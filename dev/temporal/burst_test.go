@@ -38,6 +38,7 @@ func TestBurst(t *testing.T) {
 		fileMaxConns = conns
 	}
 	t.Logf("%d workflows, state dir %q, %d connections", n, stateDir, fileMaxConns)
+	before := memSnapshot()
 	s, err := Start(ctx, Config{StateDir: stateDir, FrontendAddr: freeAddr(t), SearchAttributes: baseAttrs, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -65,7 +66,21 @@ func TestBurst(t *testing.T) {
 				}
 			}()
 		}
+		stop := make(chan struct{})
+		go func() {
+			tick := time.NewTicker(5 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					t.Logf("  %s: %s %d of %d", what, time.Since(began).Round(time.Second), min(int(next.Load()), n)-parallel, n)
+				}
+			}
+		}()
 		wg.Wait()
+		close(stop)
 		d := time.Since(began)
 		t.Logf("%s %d workflows: %s (%.0f/s), %d failed", what, n, d.Round(time.Millisecond), float64(n)/d.Seconds(), failed.Load())
 		if failed.Load() > 0 {
@@ -79,6 +94,7 @@ func TestBurst(t *testing.T) {
 		return err
 	})
 	began := time.Now()
+	lastLog := began
 	for {
 		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: "RackflowNode STARTS_WITH 'burst/'"})
 		if err != nil {
@@ -87,9 +103,14 @@ func TestBurst(t *testing.T) {
 		if int(resp.GetCount()) == n {
 			break
 		}
+		if time.Since(lastLog) > 5*time.Second {
+			lastLog = time.Now()
+			t.Logf("%s: %d waiting", time.Since(began).Round(time.Second), resp.GetCount())
+		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Logf("all %d waiting (first task done, attribute visible) %s after the last start", n, time.Since(began).Round(time.Millisecond))
+	t.Logf("memory with %d open workflows: %s", n, memSnapshot().since(before))
 	run("signalled", func(i int) error {
 		return c.SignalWorkflow(ctx, id(i), "", testSignalName, "go")
 	})

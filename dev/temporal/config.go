@@ -42,8 +42,8 @@ const (
 // in-memory server on DefaultFrontendAddr with no UI.
 type Config struct {
 	// StateDir holds the SQLite database (<StateDir>/temporal.db, WAL
-	// journal). It is created if missing. "" keeps everything in memory
-	// (tests): nothing survives Stop.
+	// journal, plus temporal.db-wal and -shm beside it). It is created if
+	// missing. "" keeps everything in memory (tests): nothing survives Stop.
 	StateDir string
 	// FrontendAddr is the frontend's gRPC listen address, "IP:port".
 	// "" means DefaultFrontendAddr; "localhost" is read as 127.0.0.1; port 0

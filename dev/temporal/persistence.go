@@ -15,22 +15,41 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
-// SQLite tuning for the state-dir database. WAL lets readers run beside the
-// single writer, so a few connections help; busy_timeout makes a second
-// writer wait instead of failing at once; synchronous=NORMAL is durable
-// across process crashes (not power loss), the usual WAL pairing.
+// SQLite tuning for the state-dir database: WAL journal with
+// synchronous=NORMAL (durable across process crashes, not power loss; the
+// usual WAL pairing, far fewer fsyncs than the default rollback journal) and
+// a busy timeout so that another process reading the file (sqlite3, a
+// backup) makes the server wait rather than fail.
 const busyTimeoutMsec = "10000"
 
-// fileMaxConns is the connection count for a state-dir database (a
-// variable so that the burst test can compare settings).
-var fileMaxConns = 4
+// fileMaxConns is the connection count for a state-dir database. One, on
+// purpose: the SQLite plugin opens DEFERRED transactions, so with several
+// connections a transaction that reads and then writes fails at once with
+// SQLITE_BUSY / SQLITE_BUSY_SNAPSHOT (517) whenever another connection
+// wrote in between; busy_timeout cannot help there. With 4 connections a
+// 1000-workflow burst logged ~350 such errors (retried, but each one a
+// failed shard or task-queue write) and was not faster than with one
+// connection (see TestBurst). It is a variable so TestBurst can compare.
+var fileMaxConns = 1
 
-// sqlConfig returns the persistence config for r. For a state dir it
-// creates the directory and, when the database file does not exist yet,
-// the schema (built in a side file and renamed into place, so a failed
-// setup never leaves a half-initialised temporal.db behind). An in-memory
-// database gets a unique name so that several servers in one process (tests)
-// stay apart; the SQLite plugin sets up its schema on first use.
+// prepareStateDir creates r.StateDir if needed and locks it for this
+// server; release unlocks it. Without a state dir there is nothing to do.
+func prepareStateDir(r resolved) (release func() error, err error) {
+	if r.StateDir == "" {
+		return func() error { return nil }, nil
+	}
+	if err := os.MkdirAll(r.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("devtemporal: creating state dir: %w", err)
+	}
+	return lockStateDir(r.StateDir)
+}
+
+// sqlConfig returns the persistence config for r. For a state dir (which
+// prepareStateDir has created) it creates the schema when the database file
+// does not exist yet, in a side file renamed into place, so that a failed
+// setup never leaves a half-initialised temporal.db behind. An in-memory
+// database gets a unique name so that several servers in one process
+// (tests) stay apart; the SQLite plugin sets up its schema on first use.
 func sqlConfig(r resolved) (*config.SQL, error) {
 	if r.StateDir == "" {
 		name, err := randomName()
@@ -44,9 +63,6 @@ func sqlConfig(r resolved) (*config.SQL, error) {
 		}, nil
 	}
 
-	if err := os.MkdirAll(r.StateDir, 0o755); err != nil {
-		return nil, fmt.Errorf("devtemporal: creating state dir: %w", err)
-	}
 	path := filepath.Join(r.StateDir, DBFileName)
 	switch _, err := os.Stat(path); {
 	case err == nil:

@@ -25,6 +25,7 @@ type Server struct {
 	server  temporal.Server
 	ui      *uiserver.Server
 	logMin  *slog.LevelVar
+	unlock  func() error // releases the state-dir lock
 	stopped sync.Once
 	stopErr error
 }
@@ -40,9 +41,12 @@ type Server struct {
 // every start, so a state dir made by an older build gains new attributes.
 //
 // Errors: invalid cfg; a frontend or UI address that is in use (checked
-// before anything starts, the message names the address); database or
+// before anything starts, the message names the address); a state dir in
+// use by another server (flock on <StateDir>/temporal.lock); database or
 // server start failures; ctx ending first. On error nothing is left
-// running except what the SQLite plugin keeps open (see Stop).
+// running except what the SQLite plugin keeps open (see Stop) and, if the
+// Temporal server itself failed half-way through its start, whatever it had
+// started by then.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	r, err := resolve(cfg)
 	if err != nil {
@@ -52,15 +56,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sqlCfg, err := sqlConfig(r)
+	unlock, err := prepareStateDir(r)
 	if err != nil {
 		return nil, err
 	}
-	if err := createNamespace(sqlCfg, r); err != nil {
-		return nil, err
+	sqlCfg, err := sqlConfig(r)
+	if err == nil {
+		err = createNamespace(sqlCfg, r)
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("devtemporal: %w", err)
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("devtemporal: %w", ctx.Err())
+	}
+	if err != nil {
+		return nil, errors.Join(err, unlock())
 	}
 
 	logMin := new(slog.LevelVar)
@@ -71,10 +79,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		frontendAddr: hostPort(r.frontendIP, p.frontend),
 		namespace:    r.Namespace,
 		logMin:       logMin,
+		unlock:       unlock,
 	}
 	s.server, err = startServer(serverOptions(r, p, sqlCfg, serverLogger{l: quiet}))
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, unlock())
 	}
 	ok := false
 	defer func() {
@@ -140,19 +149,21 @@ func (s *Server) Namespace() string { return s.namespace }
 
 // Stop stops the UI and the server; it is safe to call more than once and
 // returns the first call's result. Workflows stay in the database: a later
-// Start on the same state dir resumes them. Shutdown warnings are
-// suppressed (the server logs several routinely).
+// Start on the same state dir resumes them. The server's log output is
+// silenced from here on (it logs canceled calls as errors while stopping).
 //
 // The SQLite plugin keeps its database handles open for the life of the
 // process, so an in-memory database's memory is not returned and a state
 // dir's file stays open (a later Start in the same process reuses it).
 func (s *Server) Stop() error {
 	s.stopped.Do(func() {
-		s.logMin.Set(slog.LevelError)
+		// Shutdown routinely logs canceled polls and persistence calls
+		// as errors; a real failure is returned instead.
+		s.logMin.Set(slog.LevelError + 4)
 		if s.ui != nil {
 			s.ui.Stop()
 		}
-		s.stopErr = stopServer(s.server)
+		s.stopErr = errors.Join(stopServer(s.server), s.unlock())
 	})
 	return s.stopErr
 }

@@ -91,38 +91,52 @@ func staticHosts(ip string, p ports) map[primitives.ServiceName]static.Hosts {
 	}
 }
 
-// dynamicConfig is the dev server's dynamic configuration. It starts from
-// what `temporal server start-dev` sets (search-attribute cache read-through,
-// raised persistence QPS to match, a smaller host-level history cache,
-// higher visibility RPS) and raises the request limits so that a rollout can
-// start on the order of a thousand workflows at once without being
-// throttled by limits meant for shared multi-tenant clusters.
+// dynamicConfig is the dev server's dynamic configuration. Compared with
+// `temporal server start-dev` (which sets the host-level history cache,
+// visibility RPS, search-attribute cache read-through and persistence QPS):
+//
+//   - request limits are raised so a rollout can start on the order of a
+//     thousand workflows at once;
+//   - task queues have one partition: on one host partitions buy nothing,
+//     and with four, a burst leaves backlog in a partition no poller is on
+//     until a long poll expires (measured: 50–60 s stalls in TestBurst);
+//   - the search-attribute cache read-through is left off: with SQL
+//     visibility the cluster-level attributes are the fixed preallocated
+//     columns (new attributes are namespace aliases, which the namespace
+//     cache handles), while the read-through makes every visibility write
+//     read cluster metadata under one mutex (seen serialising a burst).
+//
+// Task-queue partitions are fixed for a state dir's lifetime: lowering the
+// count strands backlog in the dropped partitions, so never raise it here
+// without a new state dir.
 func dynamicConfig() dynamicconfig.StaticClient {
 	return dynamicconfig.StaticClient{
-		// start-dev: new search attributes visible at once.
-		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
-		// start-dev: persistence QPS raised because of the read-through
-		// above (same 1:4.5 ratio as the defaults).
-		dynamicconfig.FrontendPersistenceMaxQPS.Key(): 10000,
-		dynamicconfig.HistoryPersistenceMaxQPS.Key():  45000,
-		dynamicconfig.MatchingPersistenceMaxQPS.Key(): 10000,
-		// start-dev: host-level mutable-state cache 8k entries (default
-		// 128k), visibility RPS 100 (default 10). The UI and list calls
-		// from tests/CLI are visibility calls; allow more.
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                        8192,
-		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key():        500,
-		dynamicconfig.FrontendMaxNamespaceVisibilityBurstRatioPerInstance.Key(): 2.0,
 		// Request limits (defaults 2400 frontend, 2400 per namespace,
 		// 3000 history, 1200 matching).
 		dynamicconfig.FrontendRPS.Key():                        10000,
 		dynamicconfig.FrontendMaxNamespaceRPSPerInstance.Key(): 10000,
 		dynamicconfig.HistoryRPS.Key():                         10000,
 		dynamicconfig.MatchingRPS.Key():                        10000,
-		// One shard serialises its persistence calls; with a burst of
-		// workflow starts on SQLite the queue gets long. Default 5 s.
+		// Persistence QPS (defaults 2000 frontend, 9000 history, 3000
+		// matching); SQLite is the real limit.
+		dynamicconfig.FrontendPersistenceMaxQPS.Key(): 10000,
+		dynamicconfig.HistoryPersistenceMaxQPS.Key():  45000,
+		dynamicconfig.MatchingPersistenceMaxQPS.Key(): 10000,
+		// Visibility RPS (default 10, start-dev 100): the Web UI, list
+		// and count calls from tests and the CLI.
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key():        500,
+		dynamicconfig.FrontendMaxNamespaceVisibilityBurstRatioPerInstance.Key(): 2.0,
+		// start-dev: host-level mutable-state cache of 8k entries
+		// (default 128k) keeps memory down.
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8192,
+		// One partition per task queue (default 4).
+		dynamicconfig.MatchingNumTaskqueueReadPartitions.Key():  1,
+		dynamicconfig.MatchingNumTaskqueueWritePartitions.Key(): 1,
+		// One shard serialises its persistence calls; with a burst on
+		// SQLite the queue gets long. Default 5 s.
 		dynamicconfig.ShardIOTimeout.Key(): 30 * time.Second,
 		// Namespace changes (retention, search attributes) reach all
-		// services sooner.
+		// services sooner (default 2 s).
 		dynamicconfig.NamespaceCacheRefreshInterval.Key(): nsCacheRefresh,
 	}
 }
