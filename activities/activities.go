@@ -64,11 +64,18 @@ func DialBMCLib(log *slog.Logger) DialBMC {
 	}
 }
 
+// PermitRequester delivers a permit request to a rack's limiter workflow,
+// starting it if it is not running (implemented by starter.Client).
+type PermitRequester interface {
+	RequestPermit(ctx context.Context, rack string, req workflows.PermitRequest) error
+}
+
 // Activities holds the dependencies of the activities of one rack (or, for
 // LookupNode, of the whole inventory). Methods are registered under the
 // workflows.Activity* names.
 type Activities struct {
 	Inventory *inventory.Inventory
+	Permits   PermitRequester
 	Images    ImageStore
 	Boot      BootStore
 	DialBMC   DialBMC
@@ -89,7 +96,19 @@ func (a *Activities) LookupNode(ctx context.Context, node string) (workflows.Nod
 	if err != nil {
 		return workflows.NodeInfo{}, err
 	}
-	return workflows.NodeInfo{Name: n.Name, Rack: n.Rack, Slot: n.Slot, MACs: n.MACs, IP: n.IP}, nil
+	r, _ := a.Inventory.Rack(n.Rack)
+	return workflows.NodeInfo{Name: n.Name, Rack: n.Rack, Slot: n.Slot, MACs: n.MACs, IP: n.IP, Limits: workflows.RackLimits{
+		Clones: r.Limits.Clones, PowerOns: r.Limits.PowerOns, InFlight: r.Limits.InFlight,
+		PowerOnInterval: time.Duration(r.Limits.PowerOnInterval),
+	}}, nil
+}
+
+// RequestPermit asks rack's limiter for a permit (signal-with-start).
+func (a *Activities) RequestPermit(ctx context.Context, rack string, req workflows.PermitRequest) error {
+	if err := a.Permits.RequestPermit(ctx, rack, req); err != nil {
+		return fmt.Errorf("permit request to rack %s: %w", rack, err)
+	}
+	return nil
 }
 
 func (a *Activities) node(name string) (inventory.Node, error) {

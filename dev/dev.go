@@ -96,10 +96,11 @@ type Env struct {
 	Netboot   *netboot.Service
 	Rack      *vrack.Rack
 
-	opts    Options
-	workers *workers.Set
-	cancel  context.CancelFunc
-	done    chan error
+	opts        Options
+	workers     *workers.Set
+	closeImages func() error
+	cancel      context.CancelFunc
+	done        chan error
 }
 
 // Start brings up every service of the embedded default. On error
@@ -126,7 +127,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if err != nil {
 		return env, err
 	}
-	if env.Images, err = OpenImageStore(ctx, o.StateDir, o.Store, log); err != nil {
+	if env.Images, env.closeImages, err = OpenImageStore(ctx, o.StateDir, o.Store, log); err != nil {
 		return env, err
 	}
 	if err := seedDemoImage(ctx, env.Images, o.ImageSize, log); err != nil {
@@ -170,7 +171,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}
 
 	acts := &activities.Activities{
-		Inventory: env.Inventory, Images: env.Images, Boot: env.Netboot.Store(),
+		Inventory: env.Inventory, Permits: env.Client, Images: env.Images, Boot: env.Netboot.Store(),
 		DialBMC: activities.DialBMCLib(log), HTTPBase: env.Netboot.HTTPBase(), CheckInKey: key,
 		Kernel: "vmlinuz", Initrd: "initrd.img", Log: log,
 	}
@@ -213,6 +214,11 @@ func (e *Env) Close() {
 	if e.Temporal != nil {
 		if err := e.Temporal.Stop(); err != nil {
 			e.opts.Log.Warn("stopping temporal", "error", err)
+		}
+	}
+	if e.closeImages != nil {
+		if err := e.closeImages(); err != nil {
+			e.opts.Log.Warn("closing the image store", "error", err)
 		}
 	}
 }
@@ -278,8 +284,9 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 
 // OpenImageStore opens the dev image store in stateDir: backend "zfs" (a
 // zfs-fuse pool on a file in the state dir), "dir", or "" for zfs when
-// zfs-fuse is installed and dir otherwise. It logs which it chose.
-func OpenImageStore(ctx context.Context, stateDir, backend string, log *slog.Logger) (imagestore.Store, error) {
+// zfs-fuse is installed and dir otherwise. It logs which it chose. The
+// returned close exports the zfs-fuse pool (a later open imports it again).
+func OpenImageStore(ctx context.Context, stateDir, backend string, log *slog.Logger) (imagestore.Store, func() error, error) {
 	if backend == "" {
 		backend = "dir"
 		if zfsfuse.Installed() {
@@ -290,27 +297,28 @@ func OpenImageStore(ctx context.Context, stateDir, backend string, log *slog.Log
 	case "zfs":
 		pool, err := zfsfuse.Ensure(ctx, stateDir, poolName(stateDir), 2<<30, log)
 		if err != nil {
-			return nil, fmt.Errorf("zfs-fuse pool: %w", err)
+			return nil, nil, fmt.Errorf("zfs-fuse pool: %w", err)
 		}
+		closePool := func() error { return pool.Export(context.Background()) }
 		if err := pool.PrependPath(); err != nil {
-			return nil, err
+			return nil, nil, errors.Join(err, closePool())
 		}
 		s, err := imagestore.NewZFS(pool.Name, log)
 		if err != nil {
-			return nil, err
+			return nil, nil, errors.Join(err, closePool())
 		}
 		log.Warn("image store: zfs", "pool", pool.Name, "via", "zfs-fuse")
-		return s, nil
+		return s, closePool, nil
 	case "dir":
 		dir := filepath.Join(stateDir, "images")
 		s, err := imagestore.NewDir(dir, log)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		log.Warn("image store: dir (no ZFS here)", "path", dir)
-		return s, nil
+		return s, func() error { return nil }, nil
 	}
-	return nil, fmt.Errorf("image store %q: want zfs or dir", backend)
+	return nil, nil, fmt.Errorf("image store %q: want zfs or dir", backend)
 }
 
 // poolName names the dev pool of a state dir: zfs-fuse's pools are

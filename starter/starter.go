@@ -111,3 +111,19 @@ func (c *Client) CheckIn(ctx context.Context, in netboot.CheckIn) error {
 	}
 	return err
 }
+
+// RequestPermit signals a permit request to rack's limiter
+// ("limits/<rack>"), starting the limiter if it is not running.
+func (c *Client) RequestPermit(ctx context.Context, rack string, req workflows.PermitRequest) error {
+	opts := client.StartWorkflowOptions{
+		ID:                       workflows.RackLimiterWorkflowID(rack),
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            "permits of rack " + rack,
+		TypedSearchAttributes:    workflows.RackAttributes(rack),
+	}
+	_, err := c.c.SignalWithStartWorkflow(ctx, opts.ID, workflows.SignalAcquire, req, opts,
+		workflows.RackLimiter, workflows.LimiterState{Rack: rack, Limits: req.Limits})
+	return err
+}

@@ -32,7 +32,9 @@ type Set struct {
 func Global(c client.Client, a *activities.Activities, o Options) worker.Worker {
 	w := worker.New(c, workflows.TaskQueue, o.workerOptions())
 	w.RegisterWorkflowWithOptions(workflows.Provision, workflow.RegisterOptions{Name: "Provision"})
+	w.RegisterWorkflowWithOptions(workflows.RackLimiter, workflow.RegisterOptions{Name: "RackLimiter"})
 	w.RegisterActivityWithOptions(a.LookupNode, activity.RegisterOptions{Name: workflows.ActivityLookupNode})
+	w.RegisterActivityWithOptions(a.RequestPermit, activity.RegisterOptions{Name: workflows.ActivityRequestPermit})
 	return w
 }
 

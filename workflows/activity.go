@@ -4,11 +4,12 @@ import "time"
 
 // NodeInfo is what the inventory says of a node (no credentials).
 type NodeInfo struct {
-	Name string
-	Rack string
-	Slot int
-	MACs []string
-	IP   string
+	Name   string
+	Rack   string
+	Slot   int
+	MACs   []string
+	IP     string
+	Limits RackLimits // of the node's rack
 }
 
 // CloneInput asks for node's writable root from image@version.

@@ -38,6 +38,9 @@ const (
 	ActivityUnexport    = "Unexport"
 	ActivitySetBoot     = "SetBoot"
 	ActivityPowerCycle  = "PowerCycle"
+	// ActivityRequestPermit signals-with-start the rack's limiter with a
+	// PermitRequest (global queue).
+	ActivityRequestPermit = "RequestPermit"
 )
 
 // Typed search attributes (all Keyword), as in DESIGN.md "Visibility".
@@ -66,6 +69,7 @@ type Phase string
 // Phases of Provision in the order they happen.
 const (
 	PhaseStarting    Phase = "starting"
+	PhaseWaiting     Phase = "waiting-for-permit"
 	PhaseCloning     Phase = "cloning"
 	PhaseExporting   Phase = "exporting"
 	PhaseSettingBoot Phase = "setting-boot"
@@ -96,4 +100,9 @@ const (
 func StartAttributes(node, image string) temporal.SearchAttributes {
 	return temporal.NewSearchAttributes(
 		AttrNode.ValueSet(node), AttrImage.ValueSet(image), AttrPhase.ValueSet(string(PhaseStarting)))
+}
+
+// RackAttributes are the search attributes of a rack-wide workflow.
+func RackAttributes(rack string) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(AttrRack.ValueSet(rack))
 }

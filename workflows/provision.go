@@ -77,9 +77,13 @@ func Provision(ctx workflow.Context, in ProvisionInput) (ProvisionResult, error)
 	res, err := p.run(ctx)
 	if err != nil {
 		p.fail(ctx, err)
-		return ProvisionResult{}, err
 	}
-	return res, nil
+	if p.permits != nil {
+		dctx, cancel := workflow.NewDisconnectedContext(ctx)
+		defer cancel()
+		p.permits.releaseAll(dctx)
+	}
+	return res, err
 }
 
 type provision struct {
@@ -87,6 +91,7 @@ type provision struct {
 	node     NodeInfo
 	progress Progress
 	undo     []undoStep
+	permits  *permits // nil in runs recorded before rack permits
 }
 
 type undoStep struct {
@@ -107,10 +112,20 @@ func (p *provision) run(ctx workflow.Context) (ProvisionResult, error) {
 		return ProvisionResult{}, err
 	}
 
-	p.setPhase(ctx, PhaseCloning, fmt.Sprintf("cloning %s@%s", p.in.Image, p.in.Version))
+	if workflow.GetVersion(ctx, permitsVersion, workflow.DefaultVersion, 1) == 1 {
+		p.permits = newPermits(ctx, p.node)
+	}
+	if err := p.withPermit(ctx, PermitInFlight, nil); err != nil {
+		return ProvisionResult{}, err
+	}
+
 	var root Root
-	if err := workflow.ExecuteActivity(p.rackOpts(ctx, cloneOpts, fmt.Sprintf("clone %s@%s → root of %s", p.in.Image, p.in.Version, p.node.Name)),
-		ActivityClone, CloneInput{Node: p.node.Name, Image: p.in.Image, Version: p.in.Version}).Get(ctx, &root); err != nil {
+	err := p.withPermit(ctx, PermitClone, func() error {
+		p.setPhase(ctx, PhaseCloning, fmt.Sprintf("cloning %s@%s", p.in.Image, p.in.Version))
+		return workflow.ExecuteActivity(p.rackOpts(ctx, cloneOpts, fmt.Sprintf("clone %s@%s → root of %s", p.in.Image, p.in.Version, p.node.Name)),
+			ActivityClone, CloneInput{Node: p.node.Name, Image: p.in.Image, Version: p.in.Version}).Get(ctx, &root)
+	})
+	if err != nil {
 		return ProvisionResult{}, fmt.Errorf("clone: %w", err)
 	}
 	p.undo = append(p.undo, undoStep{"destroy root", ActivityDestroyRoot, p.node.Name})
@@ -157,6 +172,25 @@ func (p *provision) run(ctx workflow.Context) (ProvisionResult, error) {
 	}, nil
 }
 
+// withPermit runs step holding a rack permit of kind when the rack limits
+// it, released as soon as step ends. A nil step takes the permit for the
+// rest of the run (released when Provision ends).
+func (p *provision) withPermit(ctx workflow.Context, kind PermitKind, step func() error) error {
+	if p.permits == nil || !p.permits.limited(kind) {
+		if step == nil {
+			return nil
+		}
+		return step()
+	}
+	p.setPhase(ctx, PhaseWaiting, fmt.Sprintf("waiting for a %s permit of rack %s", kind, p.node.Rack))
+	id, err := p.permits.acquire(ctx, kind)
+	if err != nil || step == nil {
+		return err
+	}
+	defer p.permits.release(ctx, id)
+	return step()
+}
+
 // boot power-cycles the node and waits for its check-in, escalating to a
 // hard power cycle on each timeout, up to BootAttempts boots.
 func (p *provision) boot(ctx workflow.Context, run string) (CheckIn, error) {
@@ -167,9 +201,12 @@ func (p *provision) boot(ctx workflow.Context, run string) (CheckIn, error) {
 		if attempt > 1 {
 			how = "hard power cycle (off, on)"
 		}
-		p.setPhase(ctx, PhasePowerCycle, fmt.Sprintf("boot %d/%d: %s", attempt, p.in.BootAttempts, how))
-		if err := workflow.ExecuteActivity(p.rackOpts(ctx, powerOpts, fmt.Sprintf("%s %s into PXE", how, p.node.Name)),
-			ActivityPowerCycle, PowerCycleInput{Node: p.node.Name, Hard: attempt > 1}).Get(ctx, nil); err != nil {
+		err := p.withPermit(ctx, PermitPowerOn, func() error {
+			p.setPhase(ctx, PhasePowerCycle, fmt.Sprintf("boot %d/%d: %s", attempt, p.in.BootAttempts, how))
+			return workflow.ExecuteActivity(p.rackOpts(ctx, powerOpts, fmt.Sprintf("%s %s into PXE", how, p.node.Name)),
+				ActivityPowerCycle, PowerCycleInput{Node: p.node.Name, Hard: attempt > 1}).Get(ctx, nil)
+		})
+		if err != nil {
 			return CheckIn{}, fmt.Errorf("power cycle: %w", err)
 		}
 		if attempt == 1 {

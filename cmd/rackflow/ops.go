@@ -140,7 +140,11 @@ func imagesCommand() *cli.Command {
 			case c.String("image-dir") != "":
 				s, err = imagestore.NewDir(c.String("image-dir"), log)
 			default:
-				s, err = dev.OpenImageStore(c.Context, c.String("state-dir"), "", log)
+				var closeStore func() error
+				s, closeStore, err = dev.OpenImageStore(c.Context, c.String("state-dir"), "", log)
+				if err == nil {
+					defer closeStore()
+				}
 			}
 			if err != nil {
 				return err

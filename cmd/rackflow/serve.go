@@ -91,7 +91,7 @@ func workerCommand() *cli.Command {
 			}
 			defer cl.Close()
 			acts := &activities.Activities{
-				Inventory: inv, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
+				Inventory: inv, Permits: cl, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
 				HTTPBase: c.String("http-base"), CheckInKey: key, Kernel: c.String("kernel"), Initrd: c.String("initrd"),
 				KernelArgs: c.StringSlice("kernel-arg"), Log: log,
 			}
