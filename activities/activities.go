@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -97,10 +98,53 @@ func (a *Activities) LookupNode(ctx context.Context, node string) (workflows.Nod
 		return workflows.NodeInfo{}, err
 	}
 	r, _ := a.Inventory.Rack(n.Rack)
-	return workflows.NodeInfo{Name: n.Name, Rack: n.Rack, Slot: n.Slot, MACs: n.MACs, IP: n.IP, Limits: workflows.RackLimits{
+	return workflows.NodeInfo{Name: n.Name, Rack: n.Rack, Slot: n.Slot, MACs: n.MACs, IP: n.IP, Limits: rackLimits(r)}, nil
+}
+
+// ResolveNodes resolves a rollout selector to nodes per rack, racks in
+// inventory order and nodes in slot order; unknown racks or nodes are a
+// non-retryable error naming them.
+func (a *Activities) ResolveNodes(ctx context.Context, s workflows.Selector) ([]workflows.RackNodes, error) {
+	want := map[string]bool{}
+	for _, r := range s.Racks {
+		if _, ok := a.Inventory.Rack(r); !ok {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown rack %q in %s", r, a.Inventory.File()), workflows.ErrUnknownRack, nil)
+		}
+	}
+	for _, n := range s.Nodes {
+		if _, err := a.node(n); err != nil {
+			return nil, err
+		}
+		want[n] = true
+	}
+	var out []workflows.RackNodes
+	for _, r := range a.Inventory.Racks {
+		whole := slices.Contains(s.Racks, r.Name)
+		var nodes []inventory.Node
+		for _, n := range a.Inventory.Nodes {
+			if n.Rack == r.Name && (whole || want[n.Name]) {
+				nodes = append(nodes, n)
+			}
+		}
+		if len(nodes) == 0 {
+			continue
+		}
+		slices.SortStableFunc(nodes, func(x, y inventory.Node) int { return x.Slot - y.Slot })
+		g := workflows.RackNodes{Rack: r.Name, Limits: rackLimits(r)}
+		for _, n := range nodes {
+			g.Nodes = append(g.Nodes, n.Name)
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+func rackLimits(r inventory.Rack) workflows.RackLimits {
+	return workflows.RackLimits{
 		Clones: r.Limits.Clones, PowerOns: r.Limits.PowerOns, InFlight: r.Limits.InFlight,
 		PowerOnInterval: time.Duration(r.Limits.PowerOnInterval),
-	}}, nil
+		PermitLease:     time.Duration(r.Limits.PermitLease),
+	}
 }
 
 // RequestPermit asks rack's limiter for a permit (signal-with-start).

@@ -33,8 +33,11 @@ func Global(c client.Client, a *activities.Activities, o Options) worker.Worker 
 	w := worker.New(c, workflows.TaskQueue, o.workerOptions())
 	w.RegisterWorkflowWithOptions(workflows.Provision, workflow.RegisterOptions{Name: "Provision"})
 	w.RegisterWorkflowWithOptions(workflows.RackLimiter, workflow.RegisterOptions{Name: "RackLimiter"})
+	w.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: "Rollout"})
+	w.RegisterWorkflowWithOptions(workflows.RackRollout, workflow.RegisterOptions{Name: "RackRollout"})
 	w.RegisterActivityWithOptions(a.LookupNode, activity.RegisterOptions{Name: workflows.ActivityLookupNode})
 	w.RegisterActivityWithOptions(a.RequestPermit, activity.RegisterOptions{Name: workflows.ActivityRequestPermit})
+	w.RegisterActivityWithOptions(a.ResolveNodes, activity.RegisterOptions{Name: workflows.ActivityResolveNodes})
 	return w
 }
 

@@ -25,6 +25,16 @@ type RackLimits struct {
 	PowerOns        int
 	InFlight        int
 	PowerOnInterval time.Duration // minimum gap between power-on grants (HOP-SCOTCH staggered boots by 5 s)
+	// PermitLease is how long a grant stays valid before the limiter checks
+	// that its holder still runs (0: DefaultPermitLease).
+	PermitLease time.Duration
+}
+
+func (l RackLimits) lease() time.Duration {
+	if l.PermitLease > 0 {
+		return l.PermitLease
+	}
+	return DefaultPermitLease
 }
 
 func (l RackLimits) max(k PermitKind) int {
@@ -89,10 +99,10 @@ type HeldPermit struct {
 	Granted, LeaseUntil time.Time
 }
 
-// PermitLease is how long a permit stays granted before the limiter checks
-// that its holder still runs; a holder that ended (terminated, crashed)
-// loses it then.
-const PermitLease = 2 * time.Minute
+// DefaultPermitLease is how long a permit stays granted before the limiter
+// checks that its holder still runs; a holder that ended (terminated,
+// crashed) loses it then.
+const DefaultPermitLease = 2 * time.Minute
 
 // limiterIdle ends a limiter with nothing held or queued for this long; the
 // next request starts it again.
@@ -214,7 +224,7 @@ func (l *limiter) dispatch(ctx workflow.Context) {
 			continue
 		}
 		l.st.Queue = slices.Delete(l.st.Queue, i, i+1)
-		h := HeldPermit{PermitRequest: r, Granted: now, LeaseUntil: now.Add(PermitLease)}
+		h := HeldPermit{PermitRequest: r, Granted: now, LeaseUntil: now.Add(l.st.Limits.lease())}
 		l.st.Held = append(l.st.Held, h)
 		granted = append(granted, h)
 		l.st.Grants++
@@ -253,7 +263,7 @@ func (l *limiter) checkLeases(ctx workflow.Context) {
 	var expired []HeldPermit
 	for i := range l.st.Held {
 		if !now.Before(l.st.Held[i].LeaseUntil) {
-			l.st.Held[i].LeaseUntil = now.Add(PermitLease)
+			l.st.Held[i].LeaseUntil = now.Add(l.st.Limits.lease())
 			expired = append(expired, l.st.Held[i])
 		}
 	}

@@ -93,6 +93,10 @@ const (
 	ErrCheckInTimeout = "CheckInTimeout"
 	ErrNodeReported   = "NodeReportedError"
 	ErrDigestMismatch = "DigestMismatch"
+	ErrUnknownRack    = "UnknownRack"
+	// ErrRolloutNotCompleted fails a rollout that ended failed or
+	// cancelled; its details hold the RolloutResult.
+	ErrRolloutNotCompleted = "RolloutNotCompleted"
 )
 
 // StartAttributes are the search attributes a node operation starts with, so

@@ -23,6 +23,9 @@ const (
 	SignalRackNode = "rack-node" // RackRollout → Rollout: payload RackReport
 	// QueryRolloutProgress answers RolloutProgress (Rollout) or RackProgress (RackRollout).
 	QueryRolloutProgress = "progress"
+	// QueryRolloutEvents takes a sequence number and answers the
+	// []NodeEvent after it (Rollout): how watchers print each node's end.
+	QueryRolloutEvents = "events"
 )
 
 // ActivityResolveNodes resolves a selector to nodes per rack (global queue).
@@ -126,10 +129,22 @@ type RackProgress struct {
 	Failures                                     []NodeFailure
 }
 
-// RackReport is a rack's progress, sent to the rollout after each node.
+// RackReport is a rack's progress, sent to the rollout after each node
+// (Node) ends and once when the rack is done.
 type RackReport struct {
 	Progress RackProgress
+	Node     *NodeEvent
 	Done     bool
+}
+
+// NodeEvent is the end of one node's provisioning within a rollout.
+type NodeEvent struct {
+	Seq        int // 1, 2, … in the order the rollout learnt of them
+	Node, Rack string
+	OK         bool
+	Step       string // for a failure: as NodeFailure.Step
+	Error      string
+	At         time.Time
 }
 
 // RolloutState is where a rollout stands.
@@ -141,7 +156,7 @@ const (
 	RolloutPaused     RolloutState = "paused"
 	RolloutCancelling RolloutState = "cancelling"
 	RolloutCompleted  RolloutState = "completed"
-	RolloutFailed     RolloutState = "failed" // budget spent or nodes failed
+	RolloutFailed     RolloutState = "failed" // failure budget spent, or no node provisioned
 	RolloutCancelled  RolloutState = "cancelled"
 )
 
@@ -162,6 +177,7 @@ type RolloutResult struct {
 	State              RolloutState
 	Total              int
 	Provisioned        []string
-	Failures           []NodeFailure // every node not provisioned, with its step and error
+	Failures           []NodeFailure // every node that failed, with its step and error
+	Skipped            []string      // nodes never started: budget spent or rollout cancelled
 	Started, Ended     time.Time
 }

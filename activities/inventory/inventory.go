@@ -75,6 +75,7 @@ type Limits struct {
 	PowerOns        int      `yaml:"power_ons,omitempty"`         // concurrent power-ons
 	PowerOnInterval Duration `yaml:"power_on_interval,omitempty"` // minimum gap between power-ons (HOP-SCOTCH: 5 s)
 	InFlight        int      `yaml:"in_flight,omitempty"`         // nodes being provisioned at once
+	PermitLease     Duration `yaml:"permit_lease,omitempty"`      // a permit's lease before its holder is checked (default 2m)
 }
 
 // Netboot holds the rack's DHCP settings.

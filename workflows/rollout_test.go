@@ -1,0 +1,278 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// fleet is a Rollout in the SDK test environment with every activity
+// replaced by a stand-in; nodes check in 30 s after their power cycle
+// unless listed in silent. Racks are named by the node prefix (r01n01 → r01).
+type fleet struct {
+	t       *testing.T
+	env     *testsuite.TestWorkflowEnvironment
+	mu      sync.Mutex
+	runs    map[string]string // node → run ID of its install profile
+	started []string          // nodes in power-cycle order
+	silent  map[string]bool   // nodes that never check in
+	undone  []string          // nodes whose root was destroyed
+}
+
+func newFleet(t *testing.T, silent ...string) *fleet {
+	var s testsuite.WorkflowTestSuite
+	f := &fleet{t: t, env: s.NewTestWorkflowEnvironment(), runs: map[string]string{}, silent: map[string]bool{}}
+	for _, n := range silent {
+		f.silent[n] = true
+	}
+	f.env.RegisterWorkflow(Rollout)
+	f.env.RegisterWorkflow(RackRollout)
+	f.env.RegisterWorkflow(Provision)
+	reg := func(name string, fn any) { f.env.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name}) }
+	reg(ActivityResolveNodes, func(_ context.Context, s Selector) ([]RackNodes, error) {
+		byRack := map[string][]string{}
+		var racks []string
+		add := func(n string) {
+			r := n[:3]
+			if _, ok := byRack[r]; !ok {
+				racks = append(racks, r)
+			}
+			byRack[r] = append(byRack[r], n)
+		}
+		for _, r := range s.Racks {
+			for i := 1; i <= 3; i++ {
+				add(fmt.Sprintf("%sn%02d", r, i))
+			}
+		}
+		for _, n := range s.Nodes {
+			add(n)
+		}
+		var out []RackNodes
+		for _, r := range racks {
+			out = append(out, RackNodes{Rack: r, Nodes: byRack[r]})
+		}
+		return out, nil
+	})
+	reg(ActivityLookupNode, func(_ context.Context, node string) (NodeInfo, error) {
+		return NodeInfo{Name: node, Rack: node[:3], MACs: []string{"02:00:00:00:00:01"}}, nil
+	})
+	reg(ActivityClone, func(_ context.Context, in CloneInput) (Root, error) {
+		return Root{Node: in.Node, Image: in.Image, Version: in.Version, Digest: digest}, nil
+	})
+	reg(ActivityExport, func(_ context.Context, node string) (ExportResult, error) {
+		return ExportResult{URL: "http://x/exports/" + node + "/image.raw", Digest: digest}, nil
+	})
+	reg(ActivitySetBoot, func(_ context.Context, in SetBootInput) error {
+		if in.Mode == BootInstall {
+			f.mu.Lock()
+			f.runs[in.Node] = in.Run
+			f.mu.Unlock()
+		}
+		return nil
+	})
+	reg(ActivityPowerCycle, func(_ context.Context, in PowerCycleInput) error {
+		if in.Disk || in.Hard {
+			return nil
+		}
+		f.mu.Lock()
+		f.started = append(f.started, in.Node)
+		run, silent := f.runs[in.Node], f.silent[in.Node]
+		f.mu.Unlock()
+		if !silent {
+			f.env.RegisterDelayedCallback(func() {
+				_ = f.env.SignalWorkflowByID(ProvisionWorkflowID(in.Node), SignalCheckIn, CheckIn{Node: in.Node, Run: run, Status: "ok", Digest: digest})
+			}, 30*time.Second)
+		}
+		return nil
+	})
+	reg(ActivityUnexport, func(context.Context, string) error { return nil })
+	reg(ActivityDestroyRoot, func(_ context.Context, node string) error {
+		f.mu.Lock()
+		f.undone = append(f.undone, node)
+		f.mu.Unlock()
+		return nil
+	})
+	return f
+}
+
+func (f *fleet) run(in RolloutInput) (RolloutResult, error) {
+	if in.ID == "" {
+		in.ID = "t1"
+	}
+	in.Image, in.Version = "demo", "v2"
+	if in.CheckInTimeout == 0 {
+		in.CheckInTimeout = 5 * time.Minute
+	}
+	f.env.ExecuteWorkflow(Rollout, in)
+	if !f.env.IsWorkflowCompleted() {
+		f.t.Fatal("rollout did not complete")
+	}
+	var res RolloutResult
+	err := f.env.GetWorkflowResult(&res)
+	if err != nil {
+		var app *temporal.ApplicationError
+		if errors.As(err, &app) && app.Type() == ErrRolloutNotCompleted {
+			if derr := app.Details(&res); derr != nil {
+				f.t.Fatalf("result in error details: %v", derr)
+			}
+		}
+	}
+	return res, err
+}
+
+func failedNodes(res RolloutResult) []string {
+	var out []string
+	for _, fl := range res.Failures {
+		out = append(out, fl.Node)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestRolloutTwoRacks(t *testing.T) {
+	f := newFleet(t)
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01", "r02"}}, Window: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != RolloutCompleted || res.Total != 6 || len(res.Provisioned) != 6 || len(res.Failures) != 0 {
+		t.Fatalf("result = %+v", res)
+	}
+	v, err := f.env.QueryWorkflow(QueryRolloutEvents, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []NodeEvent
+	if err := v.Get(&evs); err != nil || len(evs) != 2 || evs[0].Seq != 5 || !evs[1].OK {
+		t.Errorf("events after 4 = %+v, %v", evs, err)
+	}
+}
+
+func TestRolloutFailureBudget(t *testing.T) {
+	// Window 1 runs r01's nodes one after another: n01 ok, n02 and n03 never
+	// check in; a budget of 1 stops the rack after the second failure.
+	f := newFleet(t, "r01n02", "r01n03")
+	res, err := f.run(RolloutInput{
+		Selector: Selector{Nodes: []string{"r01n01", "r01n02", "r01n03", "r01n04", "r01n05"}},
+		Window:   1, RackMaxFailures: FailureBudget{Count: 1},
+	})
+	if !IsApplicationError(err, ErrRolloutNotCompleted) {
+		t.Fatalf("error = %v, want %s", err, ErrRolloutNotCompleted)
+	}
+	if res.State != RolloutFailed {
+		t.Errorf("state = %s", res.State)
+	}
+	if got := failedNodes(res); !slices.Equal(got, []string{"r01n02", "r01n03"}) {
+		t.Errorf("failed = %v, want r01n02 r01n03", got)
+	}
+	for _, fl := range res.Failures {
+		if fl.Step != ErrCheckInTimeout || fl.Rack != "r01" || fl.Error == "" {
+			t.Errorf("failure = %+v", fl)
+		}
+	}
+	if !slices.Equal(res.Skipped, []string{"r01n04", "r01n05"}) || !slices.Equal(res.Provisioned, []string{"r01n01"}) {
+		t.Errorf("skipped %v, provisioned %v", res.Skipped, res.Provisioned)
+	}
+}
+
+// TestRolloutOverallBudget: the overall budget is checked as racks report,
+// so a rack may start a node or two before the stop reaches it, but the
+// rollout ends failed and lists exactly the nodes that failed.
+func TestRolloutOverallBudget(t *testing.T) {
+	f := newFleet(t, "r01n01", "r02n01", "r01n02", "r02n02")
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01", "r02"}}, Window: 1, MaxFailures: FailureBudget{Count: 1}})
+	if !IsApplicationError(err, ErrRolloutNotCompleted) || res.State != RolloutFailed {
+		t.Fatalf("error %v, state %s", err, res.State)
+	}
+	for _, n := range failedNodes(res) {
+		if !f.silent[n] {
+			t.Errorf("%s reported failed but it checks in", n)
+		}
+	}
+	if len(res.Failures)+len(res.Provisioned)+len(res.Skipped) != 6 || len(res.Skipped) == 0 {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+func TestRolloutWithinBudgetCompletes(t *testing.T) {
+	f := newFleet(t, "r01n02")
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01"}}, MaxFailures: FailureBudget{Percent: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != RolloutCompleted || !slices.Equal(failedNodes(res), []string{"r01n02"}) || len(res.Provisioned) != 2 {
+		t.Fatalf("result = %+v", res)
+	}
+}
+
+func TestRolloutPauseResume(t *testing.T) {
+	f := newFleet(t)
+	var duringPause int
+	f.env.RegisterDelayedCallback(func() { f.env.SignalWorkflow(SignalPause, nil) }, 10*time.Second)
+	f.env.RegisterDelayedCallback(func() {
+		f.mu.Lock()
+		duringPause = len(f.started)
+		f.mu.Unlock()
+		v, err := f.env.QueryWorkflow(QueryRolloutProgress)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		var p RolloutProgress
+		if err := v.Get(&p); err != nil || p.State != RolloutPaused || p.Provisioned != 1 {
+			t.Errorf("progress while paused = %+v, %v", p, err)
+		}
+	}, 2*time.Hour)
+	f.env.RegisterDelayedCallback(func() { f.env.SignalWorkflow(SignalResume, nil) }, 2*time.Hour+time.Second)
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01"}}, Window: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if duringPause != 1 {
+		t.Errorf("%d nodes started before the resume, want 1 (the one running at the pause)", duringPause)
+	}
+	if len(res.Provisioned) != 3 {
+		t.Errorf("result = %+v", res)
+	}
+}
+
+func TestRolloutCancelWithUndo(t *testing.T) {
+	f := newFleet(t, "r01n01")
+	f.env.RegisterDelayedCallback(func() { f.env.SignalWorkflow(SignalCancel, CancelRequest{Undo: true}) }, time.Minute)
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01"}}, Window: 1})
+	if !IsApplicationError(err, ErrRolloutNotCompleted) || res.State != RolloutCancelled {
+		t.Fatalf("error %v, state %s", err, res.State)
+	}
+	if got := failedNodes(res); !slices.Equal(got, []string{"r01n01"}) || res.Failures[0].Step != "cancelled" {
+		t.Errorf("failures = %+v", res.Failures)
+	}
+	if !slices.Equal(f.undone, []string{"r01n01"}) {
+		t.Errorf("undone = %v, want the running node's root destroyed", f.undone)
+	}
+	if !slices.Equal(res.Skipped, []string{"r01n02", "r01n03"}) {
+		t.Errorf("skipped = %v", res.Skipped)
+	}
+}
+
+func TestRolloutAddNodes(t *testing.T) {
+	f := newFleet(t)
+	f.env.RegisterDelayedCallback(func() {
+		f.env.SignalWorkflow(SignalAddNodes, AddNodes{Selector: Selector{Nodes: []string{"r01n09", "r02n01"}}})
+	}, 10*time.Second)
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01"}}, Window: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"r01n01", "r01n02", "r01n03", "r01n09", "r02n01"}
+	if !slices.Equal(res.Provisioned, want) || res.Total != 5 {
+		t.Fatalf("provisioned %v of %d, want %v", res.Provisioned, res.Total, want)
+	}
+}
