@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/rackflow/rackflow/activities"
@@ -55,6 +56,8 @@ type Options struct {
 
 	// Faults makes the named virtual nodes misbehave (tests).
 	Faults map[string]vrack.Fault
+	// Interceptors wrap the workers' workflows and activities (tests).
+	Interceptors []interceptor.WorkerInterceptor
 
 	Log *slog.Logger // default discards
 }
@@ -176,9 +179,10 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		Kernel: "vmlinuz", Initrd: "initrd.img", Log: log,
 	}
 	tc := env.Client.Temporal()
-	ws := []worker.Worker{workers.Global(tc, acts, workers.Options{})}
+	wo := workers.Options{Interceptors: o.Interceptors}
+	ws := []worker.Worker{workers.Global(tc, acts, wo)}
 	for _, rack := range env.Inventory.RackNames() {
-		ws = append(ws, workers.Rack(tc, rack, acts, workers.Options{}))
+		ws = append(ws, workers.Rack(tc, rack, acts, wo))
 	}
 	if env.workers, err = workers.Start(ws...); err != nil {
 		return env, err

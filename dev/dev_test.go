@@ -69,7 +69,10 @@ func TestProvisionVirtualRack(t *testing.T) {
 		t.Fatalf("latest version = %q, %v", version, err)
 	}
 	var out bytes.Buffer
-	sum := env.ProvisionAll(ctx, DemoImage, version, &out)
+	sum, err := env.ProvisionAll(ctx, DemoImage, version, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Log("\n" + out.String())
 	if sum.Provisioned != 4 || len(sum.Failed) != 0 {
 		t.Fatalf("%s; failed: %v", sum, sum.Failed)
@@ -192,12 +195,15 @@ func TestNodeThatNeverChecksIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	env := startEnv(ctx, t, 2, 3*time.Second, map[string]vrack.Fault{"r01n02": vrack.FaultNoCheckIn})
-	sum := env.ProvisionAll(ctx, DemoImage, "v1", io.Discard)
+	sum, err := env.ProvisionAll(ctx, DemoImage, "v1", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if sum.Provisioned != 1 || len(sum.Failed) != 1 || sum.Failed[0].Node != "r01n02" {
 		t.Fatalf("%s; failed: %v", sum, sum.Failed)
 	}
-	if !workflows.IsApplicationError(sum.Failed[0].Err, workflows.ErrCheckInTimeout) {
-		t.Errorf("r01n02 failed with %v, want %s", sum.Failed[0].Err, workflows.ErrCheckInTimeout)
+	if sum.Failed[0].Step != workflows.ErrCheckInTimeout {
+		t.Errorf("r01n02 failed in %s (%s), want %s", sum.Failed[0].Step, sum.Failed[0].Error, workflows.ErrCheckInTimeout)
 	}
 	if st := env.Rack.Node("r01n02").State(); st.NetBoots != 2 {
 		t.Errorf("r01n02 netbooted %d times, want 2 (power cycle, then off/on)", st.NetBoots)
@@ -209,6 +215,9 @@ func TestNodeThatNeverChecksIn(t *testing.T) {
 	if err != nil || p.Mode != netboot.ModeLocal {
 		t.Errorf("boot profile of r01n02 after the undo = %+v, %v; want local", p, err)
 	}
-	saveHistory(t, env, workflows.ProvisionWorkflowID("r01n01"), "provision-ok.json")
-	saveHistory(t, env, workflows.ProvisionWorkflowID("r01n02"), "provision-checkin-timeout.json")
+	saveHistory(t, env, workflows.ProvisionWorkflowID("r01n01"), "provision-permits-ok.json")
+	saveHistory(t, env, workflows.ProvisionWorkflowID("r01n02"), "provision-permits-checkin-timeout.json")
+	saveHistory(t, env, workflows.RolloutWorkflowID(sum.RolloutID), "rollout-one-failure.json")
+	saveHistory(t, env, workflows.RackRolloutWorkflowID(sum.RolloutID, "r01"), "rackrollout-one-failure.json")
+	saveHistory(t, env, workflows.RackLimiterWorkflowID("r01"), "racklimiter-running.json")
 }

@@ -2,10 +2,8 @@ package dev
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/rackflow/rackflow/starter"
@@ -14,15 +12,10 @@ import (
 
 // Summary is the outcome of provisioning a set of nodes.
 type Summary struct {
+	RolloutID          string
 	Total, Provisioned int
-	Failed             []NodeError
+	Failed             []workflows.NodeFailure
 	Elapsed            time.Duration
-}
-
-// NodeError is a node that was not provisioned, and why.
-type NodeError struct {
-	Node string
-	Err  error
 }
 
 // String is the one summary line `rackflow dev` prints.
@@ -30,69 +23,78 @@ func (s Summary) String() string {
 	return fmt.Sprintf("provisioned %d/%d nodes in %.1fs", s.Provisioned, s.Total, s.Elapsed.Seconds())
 }
 
-// startParallelism bounds concurrent StartWorkflow calls (requests to the
-// frontend, not nodes in flight: every node's workflow runs at once).
-const startParallelism = 16
+// pollEvery is how often the rollout's events are read while it runs;
+// progressEvery how often a progress line is printed.
+const (
+	pollEvery     = 500 * time.Millisecond
+	progressEvery = 5 * time.Second
+)
 
-// progressEvery is how often a progress line is printed while nodes run.
-const progressEvery = 5 * time.Second
-
-// ProvisionAll starts Provision for every inventory node with image@version
-// and follows each to its end, printing a line per node as it finishes and
-// a progress line every few seconds to out. A node already running an
-// operation (e.g. resumed after a restart) is followed, not started again.
-func (e *Env) ProvisionAll(ctx context.Context, image, version string, out io.Writer) Summary {
+// ProvisionAll rolls image@version out to every rack of the inventory (one
+// Rollout, a RackRollout per rack, a Provision per node) and follows it,
+// printing a line per node as it ends and a progress line every few
+// seconds to out, until the rollout ends.
+func (e *Env) ProvisionAll(ctx context.Context, image, version string, out io.Writer) (Summary, error) {
 	begin := time.Now()
-	nodes := e.Inventory.Nodes
-	type result struct {
-		node string
-		res  workflows.ProvisionResult
-		err  error
+	in := workflows.RolloutInput{
+		ID:             starter.NewRolloutID(begin),
+		Selector:       workflows.Selector{Racks: e.Inventory.RackNames()},
+		Image:          image,
+		Version:        version,
+		CheckInTimeout: e.opts.CheckInTimeout,
 	}
-	results := make(chan result, len(nodes))
-	sem := make(chan struct{}, startParallelism)
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			in := workflows.ProvisionInput{Node: n.Name, Image: image, Version: version, CheckInTimeout: e.opts.CheckInTimeout}
-			run, err := e.Client.Provision(ctx, in)
-			<-sem
-			if err != nil && !errors.Is(err, starter.ErrNodeBusy) {
-				results <- result{node: n.Name, err: err}
-				return
-			}
-			res, err := e.Client.WaitProvision(ctx, run)
-			results <- result{node: n.Name, res: res, err: err}
-		}()
+	if _, err := e.Client.StartRollout(ctx, in); err != nil {
+		return Summary{}, err
 	}
-	go func() { wg.Wait(); close(results) }()
-
-	s := Summary{Total: len(nodes)}
-	tick := time.NewTicker(progressEvery)
-	defer tick.Stop()
-	for done := 0; done < len(nodes); {
-		select {
-		case r, ok := <-results:
-			if !ok {
-				done = len(nodes)
-				continue
+	fmt.Fprintf(out, "rollout   %s (%s)\n", in.ID, workflows.RolloutWorkflowID(in.ID))
+	type outcome struct {
+		res workflows.RolloutResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := e.Client.WaitRollout(ctx, in.ID)
+		done <- outcome{res, err}
+	}()
+	seq := 0
+	printEvents := func() {
+		evs, err := e.Client.RolloutEvents(ctx, in.ID, seq)
+		if err != nil {
+			return // the rollout may be between runs; the next poll catches up
+		}
+		for _, ev := range evs {
+			seq = ev.Seq
+			if ev.OK {
+				fmt.Fprintf(out, "%-10s provisioned  %s@%s  %.1fs\n", ev.Node, image, version, ev.At.Sub(begin).Seconds())
+			} else {
+				fmt.Fprintf(out, "%-10s FAILED       %s: %s\n", ev.Node, ev.Step, ev.Error)
 			}
-			done++
-			if r.err != nil {
-				s.Failed = append(s.Failed, NodeError{Node: r.node, Err: r.err})
-				fmt.Fprintf(out, "%-10s FAILED       %v\n", r.node, r.err)
-				continue
-			}
-			s.Provisioned++
-			fmt.Fprintf(out, "%-10s provisioned  %s@%s  boot %d  %.1fs\n", r.node, r.res.Image, r.res.Version, r.res.BootAttempts, time.Since(begin).Seconds())
-		case <-tick.C:
-			fmt.Fprintf(out, "[%5.1fs] %d/%d provisioned, %d failed, %d in progress\n",
-				time.Since(begin).Seconds(), s.Provisioned, s.Total, len(s.Failed), s.Total-s.Provisioned-len(s.Failed))
 		}
 	}
-	s.Elapsed = time.Since(begin)
-	return s
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
+	lastProgress := time.Now()
+	for {
+		select {
+		case o := <-done:
+			if o.err != nil {
+				return Summary{}, o.err
+			}
+			printEvents()
+			return Summary{
+				RolloutID: in.ID, Total: o.res.Total, Provisioned: len(o.res.Provisioned),
+				Failed: o.res.Failures, Elapsed: time.Since(begin),
+			}, nil
+		case <-poll.C:
+			printEvents()
+			if time.Since(lastProgress) < progressEvery {
+				continue
+			}
+			lastProgress = time.Now()
+			if p, err := e.Client.RolloutProgress(ctx, in.ID); err == nil {
+				fmt.Fprintf(out, "[%5.1fs] %d/%d provisioned, %d failed, %d running\n",
+					time.Since(begin).Seconds(), p.Provisioned, p.Total, p.Failed, p.Running)
+			}
+		}
+	}
 }

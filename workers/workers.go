@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -20,6 +21,9 @@ import (
 type Options struct {
 	// MaxConcurrentActivities caps activities per worker (per queue).
 	MaxConcurrentActivities int
+	// Interceptors wrap every workflow and activity the workers run (tests
+	// record activity spans with them).
+	Interceptors []interceptor.WorkerInterceptor
 }
 
 // Set is a group of started workers.
@@ -58,7 +62,7 @@ func Rack(c client.Client, rack string, a *activities.Activities, o Options) wor
 }
 
 func (o Options) workerOptions() worker.Options {
-	return worker.Options{MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities}
+	return worker.Options{MaxConcurrentActivityExecutionSize: o.MaxConcurrentActivities, Interceptors: o.Interceptors}
 }
 
 // Start starts every worker; on error the ones already started are stopped.

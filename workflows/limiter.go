@@ -126,17 +126,22 @@ func RackLimiter(ctx workflow.Context, st LimiterState) error {
 	acquire := workflow.GetSignalChannel(ctx, SignalAcquire)
 	release := workflow.GetSignalChannel(ctx, SignalRelease)
 	idleSince := workflow.Now(ctx)
+	wasBusy := false
 	for {
 		l.dispatch(ctx)
-		if len(l.st.Held) > 0 || len(l.st.Queue) > 0 {
+		// Idle from the moment nothing is held or queued any more (the
+		// last release or reclaim), not from the last busy wake-up.
+		busy := len(l.st.Held) > 0 || len(l.st.Queue) > 0
+		if busy || wasBusy {
 			idleSince = workflow.Now(ctx)
 		}
+		wasBusy = busy
 		info := workflow.GetInfo(ctx)
 		if info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() > limiterMaxEvents {
 			l.drain(acquire, release)
 			return workflow.NewContinueAsNewError(ctx, RackLimiter, l.st)
 		}
-		wake := l.nextWake(idleSince)
+		wake := l.nextWake(workflow.Now(ctx), idleSince)
 		timerCtx, cancel := workflow.WithCancel(ctx)
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(acquire, func(c workflow.ReceiveChannel, _ bool) {
@@ -209,8 +214,16 @@ func (l *limiter) held(k PermitKind) int {
 
 // dispatch grants queued requests in FIFO order per kind while capacity and
 // the power-on stagger allow, signalling the holders in parallel; a holder
-// that cannot be signalled (it ended) loses the grant at once.
+// that cannot be signalled (it ended) loses the grant at once and the queue
+// is dispatched again, so the permit goes to the next request.
 func (l *limiter) dispatch(ctx workflow.Context) {
+	for l.dispatchOnce(ctx) > 0 {
+	}
+}
+
+// dispatchOnce grants what it can and returns how many of those grants
+// were reclaimed because their holders could not be signalled.
+func (l *limiter) dispatchOnce(ctx workflow.Context) int {
 	now := workflow.Now(ctx)
 	var granted []HeldPermit
 	for i := 0; i < len(l.st.Queue); {
@@ -233,15 +246,17 @@ func (l *limiter) dispatch(ctx workflow.Context) {
 		}
 	}
 	if len(granted) == 0 {
-		return
+		return 0
 	}
-	l.signalHolders(ctx, granted, SignalPermit)
+	reclaimed := l.signalHolders(ctx, granted, SignalPermit)
 	workflow.SetCurrentDetails(ctx, l.details())
+	return reclaimed
 }
 
-// signalHolders sends sig to every holder at once and drops the permits of
-// holders that cannot be reached.
-func (l *limiter) signalHolders(ctx workflow.Context, hs []HeldPermit, sig string) {
+// signalHolders sends sig to every holder at once, drops the permits of
+// holders that cannot be reached and returns how many it dropped.
+func (l *limiter) signalHolders(ctx workflow.Context, hs []HeldPermit, sig string) int {
+	reclaimed := 0
 	futures := make([]workflow.Future, len(hs))
 	for i, h := range hs {
 		futures[i] = workflow.SignalExternalWorkflow(ctx, h.HolderID, h.HolderRun, sig, PermitGrant{ID: h.ID})
@@ -251,9 +266,11 @@ func (l *limiter) signalHolders(ctx workflow.Context, hs []HeldPermit, sig strin
 			h := hs[i]
 			workflow.GetLogger(ctx).Warn("permit holder no longer runs; permit reclaimed", "holder", h.HolderID, "kind", h.Kind, "error", err)
 			l.st.Reclaimed++
+			reclaimed++
 			l.release(PermitRelease{ID: h.ID, HolderID: h.HolderID, HolderRun: h.HolderRun})
 		}
 	}
+	return reclaimed
 }
 
 // checkLeases renews the expired leases whose holders still run (a signal
@@ -273,8 +290,10 @@ func (l *limiter) checkLeases(ctx workflow.Context) {
 	}
 }
 
-// nextWake is the earliest lease expiry, stagger end or idle end.
-func (l *limiter) nextWake(idleSince time.Time) time.Time {
+// nextWake is the earliest lease expiry, stagger end or idle end. A
+// stagger end already past is no reason to wake: the queued power-on then
+// waits for a release (its kind is at its limit).
+func (l *limiter) nextWake(now, idleSince time.Time) time.Time {
 	wake := idleSince.Add(limiterIdle)
 	for _, h := range l.st.Held {
 		if h.LeaseUntil.Before(wake) {
@@ -283,7 +302,7 @@ func (l *limiter) nextWake(idleSince time.Time) time.Time {
 	}
 	for _, q := range l.st.Queue {
 		if q.Kind == PermitPowerOn && !l.st.LastPowerOn.IsZero() {
-			if t := l.st.LastPowerOn.Add(l.st.Limits.PowerOnInterval); t.Before(wake) {
+			if t := l.st.LastPowerOn.Add(l.st.Limits.PowerOnInterval); t.After(now) && t.Before(wake) {
 				wake = t
 			}
 			break

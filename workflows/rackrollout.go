@@ -144,6 +144,7 @@ func (r *rackRollout) start(ctx workflow.Context, sel workflow.Selector) {
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WaitForCancellation:   true,
 		StaticSummary:         fmt.Sprintf("provision %s → %s@%s (rollout %s)", node, r.in.Image, r.in.Version, r.in.RolloutID),
+		Memo:                  map[string]any{"image": r.in.Image, "version": r.in.Version},
 		TypedSearchAttributes: temporal.NewSearchAttributes(AttrNode.ValueSet(node), AttrImage.ValueSet(r.in.Image), AttrRack.ValueSet(r.in.Rack), AttrRollout.ValueSet(r.in.RolloutID), AttrPhase.ValueSet(string(PhaseStarting))),
 	})
 	r.running[node] = cancel

@@ -20,7 +20,9 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(Provision, workflow.RegisterOptions{Name: "Provision"})
+			for name, fn := range map[string]any{"Provision": Provision, "Rollout": Rollout, "RackRollout": RackRollout, "RackLimiter": RackLimiter} {
+				r.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: name})
+			}
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}

@@ -64,7 +64,10 @@ func devCommand() *cli.Command {
 			fmt.Fprintf(out, "netboot   dhcp %s  tftp %s  http %s\n", env.Netboot.DHCPAddr(), env.Netboot.TFTPAddr(), env.Netboot.HTTPBase())
 			fmt.Fprintf(out, "images    %s backend, provisioning %s@%s\n", env.Images.Backend(), dev.DemoImage, version)
 			fmt.Fprintf(out, "inventory %s: %d nodes in %d racks\n", env.Inventory.File(), len(env.Inventory.Nodes), len(env.Inventory.Racks))
-			sum := env.ProvisionAll(c.Context, dev.DemoImage, version, out)
+			sum, err := env.ProvisionAll(c.Context, dev.DemoImage, version, out)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintln(out, sum)
 			if c.Bool("once") {
 				if len(sum.Failed) > 0 || sum.Provisioned != sum.Total {
