@@ -47,6 +47,7 @@ func app() *cli.App {
 		Commands: []*cli.Command{
 			devCommand(), workerCommand(), netbootCommand(),
 			provisionCommand(), statusCommand(), imagesCommand(),
+			rolloutCommand(),
 		},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
