@@ -21,6 +21,9 @@ const DefaultWindow = 8
 // (far below the 10,240-event warning).
 const rackRolloutMaxEvents = 4000
 
+// reportStartsVersion gates the progress report after nodes start.
+const reportStartsVersion = "report-starts"
+
 // RackRolloutInput is one rack's share of a rollout. Done carries the
 // finished nodes across continue-as-new.
 type RackRolloutInput struct {
@@ -94,8 +97,15 @@ func (r *rackRollout) run(ctx workflow.Context) (RackRolloutResult, error) {
 	})
 	window := r.window()
 	for {
+		started := false
 		for r.canStart(window) {
 			r.start(ctx, sel)
+			started = true
+		}
+		// The rollout shows nodes running, not only ended (runs recorded
+		// before reportStartsVersion did not report starts).
+		if started && workflow.GetVersion(ctx, reportStartsVersion, workflow.DefaultVersion, 1) == 1 {
+			r.report(ctx, nil, false)
 		}
 		if len(r.running) == 0 && (len(r.in.Nodes) == 0 || r.p.Stopped || r.p.Cancelled || r.draining) {
 			break
