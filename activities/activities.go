@@ -164,13 +164,21 @@ func (a *Activities) node(name string) (inventory.Node, error) {
 }
 
 // Clone creates node's writable root from image@version (idempotent: an
-// existing root of the same version is returned). It heartbeats while the
+// existing root of the same version is returned; one of another version is
+// replaced when in.Replace, else a RootConflict). It heartbeats while the
 // backend works.
 func (a *Activities) Clone(ctx context.Context, in workflows.CloneInput) (workflows.Root, error) {
 	var root imagestore.Root
 	err := withHeartbeat(ctx, func() error {
 		var err error
 		root, err = a.Images.Clone(ctx, in.Node, in.Image, in.Version)
+		if in.Replace && errors.Is(err, imagestore.ErrRootConflict) {
+			a.Log.Warn("replacing the root of another version", "node", in.Node, "image", in.Image, "version", in.Version)
+			if err := a.Images.DestroyRoot(ctx, in.Node); err != nil {
+				return err
+			}
+			root, err = a.Images.Clone(ctx, in.Node, in.Image, in.Version)
+		}
 		return err
 	})
 	if err != nil {
@@ -307,7 +315,11 @@ func imageError(op string, err error) error {
 		{imagestore.ErrRootConflict, workflows.ErrRootConflict},
 	} {
 		if errors.Is(err, m.err) {
-			return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), m.typ, err)
+			msg := op + ": " + err.Error()
+			if m.typ == workflows.ErrRootConflict {
+				msg += " (provision with --replace to replace it)"
+			}
+			return temporal.NewNonRetryableApplicationError(msg, m.typ, err)
 		}
 	}
 	return fmt.Errorf("%s: %w", op, err)

@@ -27,6 +27,7 @@ type fixture struct {
 	env     *testsuite.TestActivityEnvironment
 	machine *redfishemu.Machine
 	boot    *netboot.Store
+	images  *imagestore.Dir
 }
 
 func newFixture(t *testing.T, password string) *fixture {
@@ -71,7 +72,7 @@ nodes:
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
-	return &fixture{acts: acts, env: env, machine: machine, boot: boot}
+	return &fixture{acts: acts, env: env, machine: machine, boot: boot, images: images}
 }
 
 func wantType(t *testing.T, err error, typ string) {
@@ -186,5 +187,25 @@ func TestBadBMCCredentials(t *testing.T) {
 	}
 	if on, _, _ := f.machine.State(); on {
 		t.Error("node powered on with bad credentials")
+	}
+}
+
+func TestCloneReplace(t *testing.T) {
+	f := newFixture(t, "right")
+	if _, err := f.images.CreateVersion(t.Context(), "demo", "v2", strings.NewReader("v2 content")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v2"})
+	wantType(t, err, workflows.ErrRootConflict)
+	v, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v2", Replace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root workflows.Root
+	if err := v.Get(&root); err != nil || root.Version != "v2" || root.Size != int64(len("v2 content")) {
+		t.Fatalf("replaced root = %+v, %v", root, err)
 	}
 }

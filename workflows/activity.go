@@ -12,9 +12,12 @@ type NodeInfo struct {
 	Limits RackLimits // of the node's rack
 }
 
-// CloneInput asks for node's writable root from image@version.
+// CloneInput asks for node's writable root from image@version. With
+// Replace, a root of another image or version is destroyed first (its data
+// is lost); without, it is a RootConflict.
 type CloneInput struct {
 	Node, Image, Version string
+	Replace              bool
 }
 
 // Root is a node's writable clone of an image version.

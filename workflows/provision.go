@@ -28,6 +28,9 @@ type ProvisionInput struct {
 	// up: the first is a BMC power cycle, the later ones power off + on
 	// (Kadeploy's soft → hard escalation). Default 2.
 	BootAttempts int
+	// ReplaceRoot replaces a root of another image or version (the node's
+	// data on it is lost) instead of failing with RootConflict.
+	ReplaceRoot bool
 }
 
 func (in ProvisionInput) withDefaults() ProvisionInput {
@@ -123,7 +126,7 @@ func (p *provision) run(ctx workflow.Context) (ProvisionResult, error) {
 	err := p.withPermit(ctx, PermitClone, func() error {
 		p.setPhase(ctx, PhaseCloning, fmt.Sprintf("cloning %s@%s", p.in.Image, p.in.Version))
 		return workflow.ExecuteActivity(p.rackOpts(ctx, cloneOpts, fmt.Sprintf("clone %s@%s → root of %s", p.in.Image, p.in.Version, p.node.Name)),
-			ActivityClone, CloneInput{Node: p.node.Name, Image: p.in.Image, Version: p.in.Version}).Get(ctx, &root)
+			ActivityClone, CloneInput{Node: p.node.Name, Image: p.in.Image, Version: p.in.Version, Replace: p.in.ReplaceRoot}).Get(ctx, &root)
 	})
 	if err != nil {
 		return ProvisionResult{}, fmt.Errorf("clone: %w", err)

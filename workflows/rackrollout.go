@@ -34,6 +34,7 @@ type RackRolloutInput struct {
 	Window         int
 	MaxFailures    FailureBudget
 	CheckInTimeout time.Duration
+	ReplaceRoots   bool
 	Progress       RackProgress // counts so far (continue-as-new)
 	Provisioned    []string
 }
@@ -160,7 +161,7 @@ func (r *rackRollout) start(ctx workflow.Context, sel workflow.Selector) {
 	r.running[node] = cancel
 	r.p.Running = len(r.running)
 	f := workflow.ExecuteChildWorkflow(childCtx, Provision, ProvisionInput{
-		Node: node, Image: r.in.Image, Version: r.in.Version, CheckInTimeout: r.in.CheckInTimeout,
+		Node: node, Image: r.in.Image, Version: r.in.Version, CheckInTimeout: r.in.CheckInTimeout, ReplaceRoot: r.in.ReplaceRoots,
 	})
 	sel.AddFuture(f, func(f workflow.Future) {
 		var res ProvisionResult

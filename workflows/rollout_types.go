@@ -105,6 +105,9 @@ type RolloutInput struct {
 	// MaxFailures is the overall budget; RackMaxFailures applies per rack.
 	MaxFailures, RackMaxFailures FailureBudget
 	CheckInTimeout               time.Duration
+	// ReplaceRoots lets nodes that run another image or version be
+	// re-provisioned (their roots are replaced).
+	ReplaceRoots bool
 }
 
 // CancelRequest cancels a rollout: no new nodes start; with Undo, running

@@ -34,6 +34,7 @@ func provisionCommand() *cli.Command {
 			&cli.StringFlag{Name: "version", Usage: "image version (snapshot)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for every node and exit 1 if any failed"},
+			&cli.BoolFlag{Name: "replace", Usage: "replace a root of another image or version (its data is lost)"},
 		},
 		Before: func(c *cli.Context) error {
 			return requireFlags(c, "image", "version")
@@ -58,6 +59,7 @@ func provisionCommand() *cli.Command {
 			for _, n := range nodes {
 				run, err := cl.Provision(c.Context, workflows.ProvisionInput{
 					Node: n, Image: c.String("image"), Version: c.String("version"), CheckInTimeout: c.Duration("check-in-timeout"),
+					ReplaceRoot: c.Bool("replace"),
 				})
 				if err != nil {
 					failed++

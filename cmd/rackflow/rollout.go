@@ -57,6 +57,7 @@ func rolloutStartCommand() *cli.Command {
 			&cli.StringFlag{Name: "max-failures", Usage: "overall failure budget: nodes (5) or a percentage (5%); past it no new node starts (default: no limit)"},
 			&cli.StringFlag{Name: "rack-max-failures", Usage: "failure budget of each rack, as --max-failures"},
 			&cli.IntFlag{Name: "window", Usage: "most unfinished nodes per rack at once (0: the rack's in-flight limit)"},
+			&cli.BoolFlag{Name: "replace", Usage: "re-provision nodes that run another image or version (their roots are replaced)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
 			&cli.StringFlag{Name: "id", Usage: "rollout ID (default: date-time-random, e.g. 20261120-2315-ab12)"},
 			&cli.BoolFlag{Name: "watch", Usage: "then follow the rollout as rollout watch does: exit 1 unless it completes"},
@@ -75,7 +76,7 @@ func rolloutStartCommand() *cli.Command {
 			}
 			in := workflows.RolloutInput{
 				ID: c.String("id"), Selector: sel, Image: c.String("image"), Version: c.String("version"),
-				Window: c.Int("window"), CheckInTimeout: c.Duration("check-in-timeout"),
+				Window: c.Int("window"), CheckInTimeout: c.Duration("check-in-timeout"), ReplaceRoots: c.Bool("replace"),
 			}
 			for _, v := range []string{in.Image, in.Version} {
 				if !inventory.ValidName(v) {
