@@ -34,7 +34,12 @@ type Set struct {
 // Global builds the worker of the global queue: every workflow, and the
 // activities that need only the inventory.
 func Global(c client.Client, a *activities.Activities, o Options) worker.Worker {
-	w := worker.New(c, workflows.TaskQueue, o.workerOptions())
+	opts := o.workerOptions()
+	// Autoscaled workflow-task pollers: with the default two pollers, a
+	// backlog on the sticky queue (hundreds of cached Provisions) starved
+	// new workflows' first tasks for over a minute (dev/bench/rollout).
+	opts.WorkflowTaskPollerBehavior = worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{})
+	w := worker.New(c, workflows.TaskQueue, opts)
 	w.RegisterWorkflowWithOptions(workflows.Provision, workflow.RegisterOptions{Name: "Provision"})
 	w.RegisterWorkflowWithOptions(workflows.RackLimiter, workflow.RegisterOptions{Name: "RackLimiter"})
 	w.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: "Rollout"})

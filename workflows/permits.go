@@ -77,9 +77,14 @@ func (p *permits) release(ctx workflow.Context, id string) {
 	}
 }
 
-// releaseAll returns every permit still held or requested.
+// releaseAll returns every permit still held or requested, and takes the
+// lease renewals that arrived (they need no answer) so none is left
+// unhandled when the run ends.
 func (p *permits) releaseAll(ctx workflow.Context) {
 	for len(p.held) > 0 {
 		p.release(ctx, p.held[len(p.held)-1])
+	}
+	leases := workflow.GetSignalChannel(ctx, SignalLease)
+	for leases.ReceiveAsync(nil) {
 	}
 }
