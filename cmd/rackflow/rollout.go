@@ -150,22 +150,32 @@ func rolloutSignalCommand(name, usage string, send func(*starter.Client, context
 		Name:      name,
 		Usage:     usage,
 		ArgsUsage: "ID",
-		Action: func(c *cli.Context) error {
-			id, _, err := rolloutArgs(c, false)
-			if err != nil {
-				return err
-			}
-			cl, err := dial(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			if err := send(cl, c.Context, id); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "rollout %s: %s requested\n", id, name)
-			return nil
-		},
+		Action: rolloutRequest(false, func(c *cli.Context, cl *starter.Client, id string, _ []string) (string, error) {
+			return name + " requested", send(cl, c.Context, id)
+		}),
+	}
+}
+
+// rolloutRequest is the action of a command that sends one request to a
+// rollout: it reads the ID (and, with more, further arguments), dials
+// Temporal, runs do and prints "rollout ID: <what do returned>".
+func rolloutRequest(more bool, do func(c *cli.Context, cl *starter.Client, id string, rest []string) (string, error)) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		id, rest, err := rolloutArgs(c, more)
+		if err != nil {
+			return err
+		}
+		cl, err := dial(c)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		what, err := do(c, cl, id, rest)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "rollout %s: %s\n", id, what)
+		return nil
 	}
 }
 
@@ -177,26 +187,13 @@ func rolloutCancelCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "undo", Usage: "cancel running nodes too: their Provision undoes its steps"},
 		},
-		Action: func(c *cli.Context) error {
-			id, _, err := rolloutArgs(c, false)
-			if err != nil {
-				return err
-			}
-			cl, err := dial(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			if err := cl.CancelRollout(c.Context, id, c.Bool("undo")); err != nil {
-				return err
-			}
-			what := "running nodes finish"
+		Action: rolloutRequest(false, func(c *cli.Context, cl *starter.Client, id string, _ []string) (string, error) {
+			what := "cancel requested (running nodes finish)"
 			if c.Bool("undo") {
-				what = "running nodes are undone"
+				what = "cancel requested (running nodes are undone)"
 			}
-			fmt.Fprintf(c.App.Writer, "rollout %s: cancel requested (%s)\n", id, what)
-			return nil
-		},
+			return what, cl.CancelRollout(c.Context, id, c.Bool("undo"))
+		}),
 	}
 }
 
@@ -209,7 +206,8 @@ func rolloutAddNodesCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "rack", Usage: "every node of these racks (R,… or repeated)"},
 		},
 		Action: func(c *cli.Context) error {
-			id, nodes, err := rolloutArgs(c, true)
+			// The selector is checked before rolloutRequest dials Temporal.
+			_, nodes, err := rolloutArgs(c, true)
 			if err != nil {
 				return err
 			}
@@ -217,16 +215,9 @@ func rolloutAddNodesCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := dial(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			if err := cl.AddRolloutNodes(c.Context, id, sel); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "rollout %s: add-nodes requested (%s)\n", id, starter.DescribeSelector(sel))
-			return nil
+			return rolloutRequest(true, func(c *cli.Context, cl *starter.Client, id string, _ []string) (string, error) {
+				return "add-nodes requested (" + starter.DescribeSelector(sel) + ")", cl.AddRolloutNodes(c.Context, id, sel)
+			})(c)
 		},
 	}
 }
