@@ -130,16 +130,7 @@ func rolloutWatchCommand() *cli.Command {
 		Usage:     "show a rollout's progress per rack until it ends, then its report; exit 1 unless it completed",
 		ArgsUsage: "ID",
 		Action: func(c *cli.Context) error {
-			id, _, err := rolloutArgs(c, false)
-			if err != nil {
-				return err
-			}
-			cl, err := dial(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return watchAndReport(c, cl, id, pollEvery)
+			return withRollout(c, func(cl *starter.Client, id string) error { return watchAndReport(c, cl, id, pollEvery) })
 		},
 	}
 }
@@ -159,6 +150,20 @@ func rolloutSignalCommand(name, usage string, send func(*starter.Client, context
 // rolloutRequest is the action of a command that sends one request to a
 // rollout: it reads the ID (and, with more, further arguments), dials
 // Temporal, runs do and prints "rollout ID: <what do returned>".
+// withRollout reads the one rollout ID argument, dials Temporal and runs fn.
+func withRollout(c *cli.Context, fn func(cl *starter.Client, id string) error) error {
+	id, _, err := rolloutArgs(c, false)
+	if err != nil {
+		return err
+	}
+	cl, err := dial(c)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return fn(cl, id)
+}
+
 func rolloutRequest(more bool, do func(c *cli.Context, cl *starter.Client, id string, rest []string) (string, error)) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		id, rest, err := rolloutArgs(c, more)
@@ -258,34 +263,27 @@ func rolloutShowCommand() *cli.Command {
 		Usage:     "print a rollout's report (state, counts, every failed node); of a running rollout, its progress so far",
 		ArgsUsage: "ID",
 		Action: func(c *cli.Context) error {
-			id, _, err := rolloutArgs(c, false)
-			if err != nil {
-				return err
-			}
-			cl, err := dial(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			s, err := cl.DescribeRollout(c.Context, id)
-			if err != nil {
-				return err
-			}
-			if s.State == workflows.RolloutRunning {
-				p, err := cl.RolloutProgress(c.Context, id)
+			return withRollout(c, func(cl *starter.Client, id string) error {
+				s, err := cl.DescribeRollout(c.Context, id)
 				if err != nil {
 					return err
 				}
-				if c.Bool("json") {
-					return writeJSON(c.App.Writer, p)
+				if s.State == workflows.RolloutRunning {
+					p, err := cl.RolloutProgress(c.Context, id)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return writeJSON(c.App.Writer, p)
+					}
+					return printSnapshot(c.App.Writer, p)
 				}
-				return printSnapshot(c.App.Writer, p)
-			}
-			res, err := cl.WaitRollout(c.Context, id)
-			if err != nil {
-				return err
-			}
-			return report(c, res)
+				res, err := cl.WaitRollout(c.Context, id)
+				if err != nil {
+					return err
+				}
+				return report(c, res)
+			})
 		},
 	}
 }
