@@ -25,6 +25,7 @@ import (
 	"github.com/rackflow/rackflow/activities"
 	"github.com/rackflow/rackflow/activities/imagestore"
 	"github.com/rackflow/rackflow/activities/inventory"
+	"github.com/rackflow/rackflow/dev/qemurig"
 	devtemporal "github.com/rackflow/rackflow/dev/temporal"
 	"github.com/rackflow/rackflow/dev/vrack"
 	"github.com/rackflow/rackflow/dev/zfsfuse"
@@ -49,6 +50,21 @@ type Options struct {
 	TFTPAddr     string // default 127.0.0.1:6969
 	HTTPAddr     string // default 127.0.0.1:8880
 	BMCPort      int    // port of every virtual BMC on its own loopback address, default 8443
+
+	// Rig is RigVirtual (default) or RigQEMU: QEMU machines that PXE-boot
+	// through iPXE, with ipmi_sim BMCs, in a network namespace (root; one
+	// rack; the netboot service listens inside the namespace, on
+	// qemurig.ServerIP, ports 67, 69 and 8880).
+	Rig string
+	// Agent is the static rackflow-agent binary put into the QEMU rig's
+	// initramfs; default: rackflow-agent beside the running executable.
+	Agent string
+	// RigBMCPasswords sets QEMU rig BMC passwords that differ from the
+	// inventory's (tests).
+	RigBMCPasswords map[string]string
+	// CacheDir keeps the QEMU rig's Debian kernel between runs; default
+	// <user cache dir>/rackflow.
+	CacheDir string
 
 	ImageSize      int64         // bytes of each demo image version, default 4 MiB
 	Store          string        // "zfs", "dir" or "" (zfs when zfs-fuse or ZFS is usable)
@@ -97,9 +113,11 @@ type Env struct {
 	Client    *starter.Client
 	Temporal  *devtemporal.Server
 	Netboot   *netboot.Service
-	Rack      *vrack.Rack
+	Rack      *vrack.Rack  // the virtual rack (RigVirtual)
+	QEMU      *qemurig.Rig // the QEMU rig (RigQEMU)
 
 	opts        Options
+	recorder    *qemurig.Recorder // boot events of the QEMU rig's nodes
 	workers     *workers.Set
 	closeImages func() error
 	cancel      context.CancelFunc
@@ -111,11 +129,16 @@ type Env struct {
 func Start(ctx context.Context, o Options) (env *Env, err error) {
 	o.defaults()
 	log := o.Log
+	var rec *qemurig.Recorder
+	if o.Rig == RigQEMU {
+		rec = qemurig.NewRecorder(log.Handler())
+		log = slog.New(rec)
+	}
 	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	env = &Env{opts: o, cancel: cancel, done: make(chan error, 1)}
+	env = &Env{opts: o, cancel: cancel, done: make(chan error, 1), recorder: rec}
 	defer func() {
 		if err != nil {
 			env.Close()
@@ -123,7 +146,23 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		}
 	}()
 
-	if env.Inventory, err = loadInventory(o, log); err != nil {
+	if err := o.checkRig(); err != nil {
+		return env, err
+	}
+	var generated *inventory.Inventory
+	if o.Rig == RigQEMU {
+		if env.QEMU, err = qemurig.Start(ctx, qemurig.Config{
+			Dir: filepath.Join(o.StateDir, "rig"), Nodes: o.Nodes, BMCPasswords: o.RigBMCPasswords, Log: log,
+		}); err != nil {
+			return env, err
+		}
+		if generated, err = env.QEMU.Inventory(); err != nil {
+			return env, err
+		}
+	} else if generated, err = inventory.GenerateVirtual(o.Racks, o.Nodes, "127.0.0.1", o.BMCPort); err != nil {
+		return env, err
+	}
+	if env.Inventory, err = loadInventory(o, generated, log); err != nil {
 		return env, err
 	}
 	key, err := checkInKey(filepath.Join(o.StateDir, "checkin.key"))
@@ -146,6 +185,11 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if err != nil {
 		return env, err
 	}
+	if env.QEMU != nil {
+		if err := nodeEnvironment(ctx, o, artifacts, log); err != nil {
+			return env, err
+		}
+	}
 
 	tcfg := devtemporal.Config{
 		StateDir:         filepath.Join(o.StateDir, "temporal"),
@@ -164,15 +208,30 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		return env, err
 	}
 
-	env.Netboot, err = netboot.New(netboot.Config{
+	nbc := netboot.Config{
 		DHCPAddr: o.DHCPAddr, TFTPAddr: o.TFTPAddr, HTTPAddr: o.HTTPAddr, ServerIP: "127.0.0.1",
 		TFTPRoot: tftpRoot, ArtifactsDir: artifacts, StoreDir: filepath.Join(o.StateDir, "netboot"),
 		CheckInKey: key, Reservations: env.Inventory, Signaler: env.Client, Logger: log,
-	})
+	}
+	if env.QEMU != nil {
+		nbc.ServerIP = qemurig.ServerIP
+		nbc.DHCPAddr = "0.0.0.0:67"
+		nbc.TFTPAddr = net.JoinHostPort(qemurig.ServerIP, "69")
+		nbc.HTTPAddr = net.JoinHostPort(qemurig.ServerIP, "8880")
+		nbc.RAInterface = qemurig.Bridge
+	}
+	if env.Netboot, err = netboot.New(nbc); err != nil {
+		return env, err
+	}
+	serveNetboot := func() { env.done <- env.Netboot.Run(runCtx) }
+	if env.QEMU != nil {
+		err = env.QEMU.InNamespace(serveNetboot)
+	} else {
+		go serveNetboot()
+	}
 	if err != nil {
 		return env, err
 	}
-	go func() { env.done <- env.Netboot.Run(runCtx) }()
 	select {
 	case <-env.Netboot.Ready():
 	case err := <-env.done:
@@ -184,6 +243,9 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		DialBMC: activities.DialBMCLib(log), HTTPBase: env.Netboot.HTTPBase(), CheckInKey: key,
 		Kernel: "vmlinuz", Initrd: "initrd.img", Log: log,
 	}
+	if env.QEMU != nil {
+		acts.KernelArgs = []string{"console=ttyS0"}
+	}
 	tc := env.Client.Temporal()
 	wo := workers.Options{Interceptors: o.Interceptors}
 	ws := []worker.Worker{workers.Global(tc, acts, wo)}
@@ -194,6 +256,9 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		return env, err
 	}
 
+	if env.QEMU != nil {
+		return env, nil
+	}
 	specs, err := virtualNodes(env.Inventory, o.Faults)
 	if err != nil {
 		return env, err
@@ -209,6 +274,11 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 func (e *Env) Close() {
 	if e.Rack != nil {
 		_ = e.Rack.Close()
+	}
+	if e.QEMU != nil {
+		if err := e.QEMU.Close(); err != nil {
+			e.opts.Log.Warn("stopping the qemu rig", "error", err)
+		}
 	}
 	if e.workers != nil {
 		e.workers.Stop()
@@ -233,23 +303,21 @@ func (e *Env) Close() {
 	}
 }
 
-func loadInventory(o Options, log *slog.Logger) (*inventory.Inventory, error) {
+// loadInventory loads o.Inventory, or else writes generated to
+// <state>/inventory.yaml (when it changed) and loads that.
+func loadInventory(o Options, generated *inventory.Inventory, log *slog.Logger) (*inventory.Inventory, error) {
 	if o.Inventory != "" {
 		return inventory.Load(o.Inventory)
 	}
 	path := filepath.Join(o.StateDir, "inventory.yaml")
-	want, err := inventory.GenerateVirtual(o.Racks, o.Nodes, "127.0.0.1", o.BMCPort)
-	if err != nil {
-		return nil, err
-	}
-	data, err := want.Marshal()
+	data, err := generated.Marshal()
 	if err != nil {
 		return nil, err
 	}
 	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
 		return inventory.Load(path)
 	}
-	log.Info("writing virtual rack inventory", "path", path, "racks", o.Racks, "nodes_per_rack", o.Nodes)
+	log.Info("writing the rig's inventory", "path", path, "rig", o.Rig, "racks", o.Racks, "nodes_per_rack", o.Nodes)
 	if err := writeFileAtomic(path, data, 0o644); err != nil {
 		return nil, err
 	}

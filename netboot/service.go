@@ -37,6 +37,11 @@ type Config struct {
 	Signaler     Signaler     // receives verified check-ins; required with HTTPAddr
 	Logger       *slog.Logger // nil → discard
 
+	// RAInterface names the interface on which IPv6 router solicitations
+	// get an empty router advertisement (see raResponder), so boot firmware
+	// does not wait for one; "" answers none. Needs CAP_NET_RAW.
+	RAInterface string
+
 	// BootFiles maps DHCP option 93 architectures to TFTP boot file names;
 	// nil → DefaultBootFiles.
 	BootFiles map[uint16]string
@@ -61,6 +66,7 @@ type Service struct {
 	httpAddr, httpBase string
 	dhcpConn, tftpConn net.PacketConn
 	httpListener       net.Listener
+	ra                 *raResponder
 }
 
 // New validates cfg and opens the store; it binds nothing (see Run). Errors
@@ -182,7 +188,7 @@ func (s *Service) Run(ctx context.Context) error {
 		name string
 		err  error
 	}
-	results := make(chan result, 3)
+	results := make(chan result, 4)
 	running := 0
 	var httpSrv *http.Server
 	var tftpSrv interface{ Shutdown() }
@@ -192,6 +198,10 @@ func (s *Service) Run(ctx context.Context) error {
 			httpBase: s.HTTPBase, log: s.log}
 		running++
 		go func() { results <- result{"dhcp", d.serve(s.dhcpConn)} }()
+	}
+	if s.ra != nil {
+		running++
+		go func() { results <- result{"ra", s.ra.serve()} }()
 	}
 	if s.tftpConn != nil {
 		t := (&tftpServer{root: s.cfg.TFTPRoot, log: s.log}).newServer()
@@ -252,6 +262,15 @@ func (s *Service) bind(ctx context.Context) error {
 		s.dhcpConn, s.dhcpAddr = c, c.LocalAddr().String()
 		s.mu.Unlock()
 	}
+	if s.cfg.RAInterface != "" {
+		ra, err := listenRA(s.cfg.RAInterface, s.log)
+		if err != nil {
+			return fmt.Errorf("netboot: %w", err)
+		}
+		s.mu.Lock()
+		s.ra = ra
+		s.mu.Unlock()
+	}
 	if s.cfg.TFTPAddr != "" {
 		var lc net.ListenConfig
 		c, err := lc.ListenPacket(ctx, "udp", s.cfg.TFTPAddr)
@@ -292,6 +311,9 @@ func (s *Service) closeListeners() {
 	}
 	if s.httpListener != nil {
 		_ = s.httpListener.Close()
+	}
+	if s.ra != nil {
+		s.ra.close()
 	}
 }
 

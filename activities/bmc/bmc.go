@@ -122,6 +122,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 
 	start := time.Now()
 	if err := c.call(ctx, func(ctx context.Context) error { return c.bmc.Open(ctx) }); err != nil {
+		if cfg.Driver == DriverIPMI && errors.Is(err, ErrUnreachable) && ctx.Err() == nil {
+			err = diagnoseIPMISession(ctx, host, port, cfg, err)
+		}
 		c.log.Warn("bmc open failed", "err", err, "elapsed", time.Since(start))
 		return nil, fmt.Errorf("bmc %s: open: %w", c.addr, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/exec"
 	"strings"
 	"syscall"
 
@@ -101,4 +102,25 @@ func containsAny(s string, subs []string) bool {
 		}
 	}
 	return false
+}
+
+// diagnoseIPMISession tells a refused password from a silent BMC after a
+// failed lanplus session. Without -v, ipmitool prints the same "Unable to
+// establish IPMI v2 / RMCP+ session" for both (bmclib runs it so), and the
+// error is classified ErrUnreachable. One short verbose attempt (one try,
+// 1 s timeout) shows the RAKP exchange: a BMC that answered and refused the
+// credentials turns err into ErrAuth; anything else leaves err as it is.
+func diagnoseIPMISession(ctx context.Context, host, port string, cfg Config, err error) error {
+	ipmitool, lookErr := exec.LookPath("ipmitool")
+	if lookErr != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, ipmitool, "-v", "-I", "lanplus", "-C", IPMICipherSuite, "-N", "1", "-R", "1",
+		"-H", host, "-p", port, "-U", cfg.Username, "-E", "chassis", "power", "status")
+	cmd.Env = []string{"IPMITOOL_PASSWORD=" + cfg.Password}
+	out, runErr := cmd.CombinedOutput()
+	if runErr == nil || !containsAny(strings.ToLower(string(out)), ipmiAuthMarkers) {
+		return err
+	}
+	return fmt.Errorf("%w: the BMC refused the credentials of user %q (ipmitool -v: RAKP exchange failed)", ErrAuth, cfg.Username)
 }

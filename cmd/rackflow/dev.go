@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -25,6 +26,8 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "tftp", Value: "127.0.0.1:6969", Usage: "TFTP listen address"},
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8880", Usage: "netboot HTTP listen address"},
 			&cli.StringFlag{Name: "image-store", Usage: "zfs or dir (default: zfs when zfs-fuse is installed)"},
+			&cli.StringFlag{Name: "rig", Value: dev.RigVirtual, Usage: "virtual (pure-Go nodes, Redfish BMC emulators) or qemu (QEMU machines that PXE-boot through iPXE, ipmi_sim BMCs; root, one rack)"},
+			&cli.StringFlag{Name: "agent", Usage: "rackflow-agent binary for the qemu rig's initramfs (default: beside this executable)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: 10 * time.Minute, Usage: "how long each boot may take to check in"},
 		},
 		Action: func(c *cli.Context) error {
@@ -48,6 +51,7 @@ func devCommand() *cli.Command {
 				FrontendAddr: c.String("temporal-address"), UIAddr: c.String("ui"),
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
 				Store: c.String("image-store"), CheckInTimeout: c.Duration("check-in-timeout"), Log: log,
+				Rig: c.String("rig"), Agent: c.String("agent"),
 			})
 			if err != nil {
 				return err
@@ -64,11 +68,22 @@ func devCommand() *cli.Command {
 			fmt.Fprintf(out, "netboot   dhcp %s  tftp %s  http %s\n", env.Netboot.DHCPAddr(), env.Netboot.TFTPAddr(), env.Netboot.HTTPBase())
 			fmt.Fprintf(out, "images    %s backend, provisioning %s@%s\n", env.Images.Backend(), dev.DemoImage, version)
 			fmt.Fprintf(out, "inventory %s: %d nodes in %d racks\n", env.Inventory.File(), len(env.Inventory.Nodes), len(env.Inventory.Racks))
+			if env.QEMU != nil {
+				fmt.Fprintf(out, "qemu rig  namespace %s; serial consoles %s\n", env.QEMU.Namespace(), filepath.Join(filepath.Dir(env.QEMU.Nodes[0].Dir), "*", "console.log"))
+			}
 			sum, err := env.ProvisionAll(c.Context, dev.DemoImage, version, out)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(out, sum)
+			if tls, err := env.Timelines(); err != nil {
+				fmt.Fprintf(out, "timeline: %v\n", err)
+			} else if len(tls) > 0 {
+				fmt.Fprintln(out, "boot timeline, seconds after the BMC's power-on (- = step not taken):")
+				for _, t := range tls {
+					fmt.Fprintln(out, "  "+t.String())
+				}
+			}
 			if c.Bool("once") {
 				if len(sum.Failed) > 0 || sum.Provisioned != sum.Total {
 					return cli.Exit("", 1)

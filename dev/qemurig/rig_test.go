@@ -1,0 +1,136 @@
+package qemurig_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rackflow/rackflow/activities/bmc"
+	"github.com/rackflow/rackflow/dev/qemurig"
+)
+
+// RequireRig skips t when the rig cannot run here, saying what is missing;
+// under CI (CI set) it fails instead: CI installs everything.
+func requireRig(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("QEMU rig: skipped in -short mode")
+	}
+	if m := qemurig.Missing(); len(m) > 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("QEMU rig must run in CI; missing: %s", strings.Join(m, ", "))
+		}
+		t.Skipf("QEMU rig: missing %s", strings.Join(m, ", "))
+	}
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestRigBMC drives a rig VM's ipmi_sim through rackflow's bmc package
+// (bmclib's ipmitool provider, the production IPMI path): power on starts
+// QEMU with the boot device set before, power off stops it, a wrong
+// password is ErrAuth and changes nothing.
+func TestRigBMC(t *testing.T) {
+	requireRig(t)
+	ctx := testCtx(t, 2*time.Minute)
+	dir := t.TempDir()
+	rig, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 2, BMCPasswords: map[string]string{"r01n02": "changed-on-the-bmc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rig.Close()
+	n := rig.Nodes[0]
+
+	c, err := bmc.Open(ctx, bmc.Config{Driver: bmc.DriverIPMI, Address: n.BMCAddr, Username: qemurig.BMCUsername, Password: qemurig.BMCPassword}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if s, err := c.PowerState(ctx); err != nil || s != bmc.PowerOffState {
+		t.Fatalf("PowerState = %q, %v; want off", s, err)
+	}
+	if err := c.SetBootDevice(ctx, bmc.BootPXE, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PowerCycle(ctx); err != nil { // off → on
+		t.Fatal(err)
+	}
+	if !n.PoweredOn() || n.BootDevice() != "pxe" {
+		t.Fatalf("after power-on: powered %v, boot device %q; want true, pxe", n.PoweredOn(), n.BootDevice())
+	}
+	if s, err := c.PowerState(ctx); err != nil || s != bmc.PowerOnState {
+		t.Fatalf("PowerState = %q, %v; want on", s, err)
+	}
+	if err := c.SetBootDevice(ctx, bmc.BootDisk, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PowerOff(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.PoweredOn() || n.BootDevice() == "pxe" {
+		t.Fatalf("after power-off: powered %v, boot device %q; want false, not pxe", n.PoweredOn(), n.BootDevice())
+	}
+
+	other := rig.Nodes[1]
+	_, err = bmc.Open(ctx, bmc.Config{Driver: bmc.DriverIPMI, Address: other.BMCAddr, Username: qemurig.BMCUsername, Password: qemurig.BMCPassword}, nil)
+	if !errors.Is(err, bmc.ErrAuth) {
+		t.Fatalf("Open with the wrong password = %v, want ErrAuth", err)
+	}
+	if log, _ := os.ReadFile(other.ChassisLog()); strings.Contains(string(log), "set ") {
+		t.Fatalf("the BMC acted on a refused session:\n%s", log)
+	}
+}
+
+// TestRigRestartsAfterCrash starts a rig in a folder where an earlier rig
+// was left running (as after a crash): Start stops its BMCs and VM and
+// replaces its namespace; Close leaves nothing behind.
+func TestRigRestartsAfterCrash(t *testing.T) {
+	requireRig(t)
+	ctx := testCtx(t, 2*time.Minute)
+	dir := t.TempDir()
+	stale, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := stale.Nodes[0]
+	c, err := bmc.Open(ctx, bmc.Config{Driver: bmc.DriverIPMI, Address: n.BMCAddr, Username: qemurig.BMCUsername, Password: qemurig.BMCPassword}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PowerOn(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !n.PoweredOn() {
+		t.Fatal("VM not running after power on")
+	}
+	// No Close: the next Start must clean up.
+	rig, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 1})
+	if err != nil {
+		t.Fatalf("Start over a stale rig: %v", err)
+	}
+	if rig.Nodes[0].PoweredOn() {
+		t.Fatal("the stale VM still runs")
+	}
+	if err := rig.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/run/netns/" + rig.Namespace()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("namespace %s still exists after Close (%v)", rig.Namespace(), err)
+	}
+}
+
+func TestStartRefusesBadConfig(t *testing.T) {
+	requireRig(t)
+	for _, cfg := range []qemurig.Config{{}, {Dir: t.TempDir(), Nodes: qemurig.MaxNodes + 1}} {
+		if _, err := qemurig.Start(context.Background(), cfg); err == nil {
+			t.Errorf("Start(%+v) succeeded", cfg)
+		}
+	}
+}
