@@ -22,10 +22,12 @@ import (
 const KernelMetaPackage = "linux-image-amd64"
 
 // InitrdModules are the kernel modules the node environment loads: the
-// virtio NIC and disk QEMU gives each VM, e1000 for the other NIC model, and
-// the xHCI + USB mass-storage stack a thumb drive needs. Their dependency
+// virtio NIC, disk and entropy source QEMU gives each VM (without a
+// hardware RNG, TCG guests wait minutes for the kernel's CRNG and the
+// agent's first getrandom blocks), e1000 for the other NIC model, and the
+// xHCI + USB mass-storage stack a thumb drive needs. Their dependency
 // closure is resolved with kmod's modprobe against the extracted tree.
-var InitrdModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "e1000", "xhci_pci", "usb_storage", "sd_mod"}
+var InitrdModules = []string{"virtio_pci", "virtio_net", "virtio_blk", "virtio_rng", "e1000", "xhci_pci", "usb_storage", "sd_mod"}
 
 //go:embed init.sh
 var initScript string

@@ -286,6 +286,7 @@ func (r *Rig) addNode(ctx context.Context, n Node, chassis string) error {
 		"-netdev", "tap,id=net0,ifname=" + n.Tap + ",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=net0,mac=" + n.MAC, // QEMU's default option ROM: iPXE (ipxe-qemu)
 		"-drive", "file=" + n.Disk() + ",format=raw,if=virtio",
+		"-device", "virtio-rng-pci",
 		"-device", "qemu-xhci,id=xhci",
 		"-qmp", "unix:" + filepath.Join(n.Dir, "qmp.sock") + ",server=on,wait=off",
 	}

@@ -3,7 +3,9 @@ package qemurig
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -89,7 +91,7 @@ func bootEvent(msg string) bool {
 // iPXE, anything after a failure) is negative.
 type Timeline struct {
 	Node                            string
-	PowerOn                         time.Time // host time of the BMC's power-on of the last boot
+	PowerOn                         time.Time // host time of the BMC's power-on of the last boot; zero: never powered on
 	DHCP, TFTP, Script              float64   // firmware's DHCPACK, boot file over TFTP, iPXE script over HTTP
 	Kernel, Initrd                  float64   // kernel and initramfs downloaded
 	AgentStart, ImageWritten, Check float64   // agent started, image written and verified, check-in accepted
@@ -106,6 +108,9 @@ func (t Timeline) values() []float64 {
 func (t Timeline) String() string {
 	var b strings.Builder
 	b.WriteString(t.Node)
+	if t.PowerOn.IsZero() {
+		return t.Node + "  never powered on"
+	}
 	for i, v := range t.values() {
 		if v < 0 {
 			fmt.Fprintf(&b, "  %s -", Steps[i])
@@ -129,7 +134,7 @@ func (r *Rig) Timeline(node string, rec *Recorder) (Timeline, error) {
 		return Timeline{}, err
 	}
 	t := Timeline{Node: node, DHCP: -1, TFTP: -1, Script: -1, Kernel: -1, Initrd: -1, AgentStart: -1, ImageWritten: -1, Check: -1}
-	if t.PowerOn, err = lastPowerOn(n.ChassisLog()); err != nil {
+	if t.PowerOn, err = lastPowerOn(n.ChassisLog()); err != nil || t.PowerOn.IsZero() {
 		return t, err
 	}
 	since := func(at time.Time) float64 { return at.Sub(t.PowerOn).Seconds() }
@@ -191,9 +196,13 @@ func (n Node) owns(attrs map[string]string) bool {
 	return err == nil && host == n.IP
 }
 
-// lastPowerOn returns the time of the last "set power 1" in a chassis log.
+// lastPowerOn returns the time of the last "set power 1" in a chassis log,
+// zero when the BMC never powered the VM on.
 func lastPowerOn(path string) (time.Time, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return time.Time{}, nil
+	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("chassis log: %w", err)
 	}
@@ -209,9 +218,6 @@ func lastPowerOn(path string) (time.Time, error) {
 			}
 			last = time.Unix(0, int64(secs*1e9))
 		}
-	}
-	if last.IsZero() {
-		return last, fmt.Errorf("chassis log %s: the BMC never powered the VM on", path)
 	}
 	return last, sc.Err()
 }

@@ -1,0 +1,181 @@
+// Command rackflow-agent is the rackflow node agent. It runs inside the
+// netbooted initramfs (as root, as a child of the busybox /init, with
+// /proc, /sys and /dev mounted and the drivers loaded), writes the node's
+// disk image and checks in with the netboot service. It is a static
+// binary (CGO_ENABLED=0).
+//
+// # Steps
+//
+//  1. Read the kernel command line (/proc/cmdline, or --cmdline FILE) and
+//     parse the rackflow.node, rackflow.checkin, rackflow.run,
+//     rackflow.token, rackflow.image and rackflow.digest words
+//     (netboot.ParseAgentArgs). Agent-only words:
+//     rackflow.disk=/dev/vda (or =vda) names the target block device; by
+//     default the agent takes the first whole disk in /sys/block named
+//     vd*, then sd*, then nvme*n*, then xvd* (kernel naming order within
+//     each) that is not removable, not read-only and not empty.
+//     rackflow.iface=NAME names the interface; by default the one whose MAC
+//     is BOOTIF=01-aa-bb-cc-dd-ee-ff, else the first non-loopback Ethernet
+//     interface in natural name order. The agent waits up to 10 s for the
+//     disk and the interface to appear.
+//  2. Set the interface up, wait for carrier (20 s), obtain a DHCPv4 lease
+//     (--dhcp-timeout, default 60 s) and apply its address, mask and
+//     default route (netlink).
+//  3. GET rackflow.image and stream it onto the disk while hashing it with
+//     sha256. An image larger than the disk is refused before writing when
+//     the server sends Content-Length. Network errors, 5xx, 408, 429 and
+//     stalls (60 s without data) are retried with exponential backoff (5
+//     tries within 2 minutes), resuming with a Range request when the
+//     server supports it.
+//  4. fsync, flush the device's buffer cache (BLKFLSBUF), read the written
+//     bytes back from the device and compare their sha256 with
+//     rackflow.digest.
+//  5. POST the netboot.CheckIn JSON to rackflow.checkin: status "ok" with
+//     the read-back digest, or status "error" with a one-line message
+//     naming the failed step. Network errors and 5xx are retried (8 tries
+//     within 3 minutes); other non-2xx answers are final.
+//
+// Errors in steps 1 and 3–4 are reported through the check-in. The agent
+// cannot report when the check-in URL, node, run or token is missing, or
+// when the network does not come up; it then prints why and exits 1 (the
+// workflow's check-in timeout takes over).
+//
+// # Console output
+//
+// Every line starts with "rackflow-agent: ". Step lines then carry the
+// seconds since boot from /proc/uptime, formatted "[%7.2f]", and one step
+// word. These formats are stable (a test harness parses the uptime and the
+// words start, dhcp ok, image written, digest ok, check-in accepted):
+//
+//	rackflow-agent: [   7.62] start node=<node> run=<run> disk=<path> iface=<name>
+//	rackflow-agent: [   7.90] link <iface> up in <s>s
+//	rackflow-agent: [   8.31] dhcp ok <ip>/<prefix> via <router|none> server <ip> iface <iface> in <s>s
+//	rackflow-agent: [   9.53] image written <bytes> bytes in <s>s (<rate> MB/s)
+//	rackflow-agent: [   9.80] digest ok sha256:<hex>
+//	rackflow-agent: [   9.82] check-in accepted (HTTP <status>)
+//	rackflow-agent: done
+//
+// "none" stands for an unknown value in the start line; with --no-dhcp the
+// line "network skipped (--no-dhcp)" replaces the link and dhcp lines. On a
+// failure the agent prints
+//
+//	rackflow-agent: [  12.00] FAILED <step>: <reason>
+//
+// where the reason starts with the step (args:, disk:, iface:, link:,
+// dhcp:, image:, digest:, check-in:), except "digest mismatch: ..." and
+// "image is <size>, disk <path> is <size> ..."; the check-in then reports
+// that message with status "error" and, when accepted, the agent prints
+// "check-in accepted (HTTP 202)" and finally
+//
+//	rackflow-agent: failed
+//
+// Informational lines may appear between the steps:
+//
+//	rackflow-agent: [  10.00] retry <step>: <error> (attempt <n>[ of <max>], next in <s>s)
+//	rackflow-agent: [  20.00] image progress <bytes> of <total> bytes (<pct>%) at <rate> MB/s
+//	rackflow-agent: [   7.62] warning <text>
+//	rackflow-agent: [   8.00] cannot check in: <why>
+//
+// Uptimes are seconds with two decimals, durations "<s>s" with two
+// decimals, rates in MB/s (10^6 bytes) with one decimal.
+//
+// # Exit status
+//
+// 0 when the check-in was accepted with status "ok"; 1 otherwise; 2 on a
+// command-line flag error.
+//
+// # Flags
+//
+//	--cmdline FILE          kernel command line to read (default /proc/cmdline)
+//	--timeout DURATION      bound on disk, network, image and digest steps (default 1h)
+//	--dhcp-timeout DURATION how long to try for a DHCP lease (default 60s)
+//	--no-dhcp               leave the network as it is (already configured)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// realMain parses the flags, runs the agent and returns the exit status.
+func realMain(argv []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("rackflow-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cmdline := fs.String("cmdline", "/proc/cmdline", "kernel command line `file` to read")
+	timeout := fs.Duration("timeout", time.Hour, "bound on the disk, network, image and digest steps")
+	dhcpTimeout := fs.Duration("dhcp-timeout", 60*time.Second, "how long to try for a DHCP lease")
+	noDHCP := fs.Bool("no-dhcp", false, "leave the network as it is (already configured)")
+	if err := fs.Parse(argv); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "rackflow-agent: unexpected arguments: %v\n", fs.Args())
+		fs.Usage()
+		return 2
+	}
+	if *timeout <= 0 || *dhcpTimeout <= 0 {
+		fmt.Fprintln(stderr, "rackflow-agent: --timeout and --dhcp-timeout must be positive")
+		return 2
+	}
+
+	con := newConsole(stdout, "/proc/uptime")
+	a := &agent{
+		con:            con,
+		cmdlinePath:    *cmdline,
+		sysBlock:       "/sys/block",
+		devDir:         "/dev",
+		deviceWait:     10 * time.Second,
+		timeout:        *timeout,
+		checkInTimeout: 4 * time.Minute,
+		noDHCP:         *noDHCP,
+		net: &networkSetup{
+			carrierWait: 20 * time.Second,
+			dhcpTimeout: *dhcpTimeout,
+			replyWait:   4 * time.Second,
+			dhcpRetry:   exponential(500*time.Millisecond, 4*time.Second, 0, 0),
+			resolvConf:  "/etc/resolv.conf",
+			con:         con,
+		},
+		image: &imageFetcher{
+			client:        &http.Client{Transport: newTransport()},
+			retry:         exponential(time.Second, 30*time.Second, 5, 2*time.Minute),
+			stallTimeout:  60 * time.Second,
+			progressEvery: 10 * time.Second,
+			con:           con,
+		},
+		checkIn: &checkInPoster{
+			client: &http.Client{Transport: newTransport(), Timeout: 15 * time.Second},
+			retry:  exponential(time.Second, 30*time.Second, 8, 3*time.Minute),
+			con:    con,
+		},
+	}
+	if !a.run(context.Background()) {
+		return 1
+	}
+	return 0
+}
+
+// newTransport returns the HTTP transport of the agent: no proxy from the
+// environment, no transparent decompression (the image bytes are written
+// as served), bounded connect and header waits.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		DisableCompression:    true,
+		MaxIdleConnsPerHost:   2,
+		IdleConnTimeout:       90 * time.Second,
+	}
+}

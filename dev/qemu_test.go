@@ -1,0 +1,221 @@
+package dev
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/rackflow/rackflow/dev/qemurig"
+	"github.com/rackflow/rackflow/starter"
+	"github.com/rackflow/rackflow/workflows"
+)
+
+// requireQEMURig skips t when the QEMU rig cannot run here, saying what is
+// missing; under CI (CI set) it fails instead: .ci/run installs everything
+// and runs as root.
+func requireQEMURig(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("QEMU rig: skipped in -short mode")
+	}
+	if m := qemurig.Missing(); len(m) > 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("QEMU rig must run in CI; missing: %s", strings.Join(m, ", "))
+		}
+		t.Skipf("QEMU rig: missing %s", strings.Join(m, ", "))
+	}
+}
+
+// buildAgent builds the static rackflow-agent for the rig's initramfs.
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "rackflow-agent")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/rackflow/rackflow/cmd/rackflow-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build rackflow-agent: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestQEMURig provisions QEMU machines through the real Provision workflow,
+// IPMI (ipmi_sim through bmclib's ipmitool provider), iPXE, a Debian kernel
+// and rackflow-agent, on four nodes at once:
+//
+//   - r01n01, r01n02: provisioned; each VM's disk then holds the exported
+//     image version, byte for byte;
+//   - r01n03: its BMC's password is not the inventory's: the workflow fails
+//     fast with the non-retryable BMCAuth and no power action happened;
+//   - r01n04: its tap is down: no check-in, the power-cycle escalation, the
+//     node failed with CheckInTimeout and its boot reset to disk via IPMI.
+func TestQEMURig(t *testing.T) {
+	requireQEMURig(t)
+	agent := buildAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	env, err := Start(ctx, Options{
+		StateDir: t.TempDir(), Rig: RigQEMU, Nodes: 4, Agent: agent, InMemory: true, Store: "dir",
+		FrontendAddr: "127.0.0.1:0", ImageSize: 4 << 20,
+		RigBMCPasswords: map[string]string{"r01n03": "changed-on-the-bmc"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	if err := env.QEMU.SetLink(ctx, "r01n04", false); err != nil {
+		t.Fatal(err)
+	}
+	version, err := LatestVersion(ctx, env.Images, DemoImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(node string, checkIn time.Duration) starter.Run {
+		r, err := env.Client.Provision(ctx, workflows.ProvisionInput{Node: node, Image: DemoImage, Version: version, CheckInTimeout: checkIn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	begin := time.Now()
+	runs := map[string]starter.Run{
+		"r01n01": start("r01n01", 4*time.Minute),
+		"r01n02": start("r01n02", 4*time.Minute),
+		"r01n03": start("r01n03", 4*time.Minute),
+		"r01n04": start("r01n04", 30*time.Second),
+	}
+
+	t.Run("provisioned", func(t *testing.T) {
+		for _, node := range []string{"r01n01", "r01n02"} {
+			res, err := env.Client.WaitProvision(ctx, runs[node])
+			if err != nil {
+				t.Fatalf("%s: %v\nconsole:\n%s", node, err, tail(rigNode(t, env, node).Console()))
+			}
+			t.Logf("%s provisioned %s@%s in %.1fs after %d boot(s)", node, res.Image, res.Version, time.Since(begin).Seconds(), res.BootAttempts)
+			root, err := env.Images.Root(ctx, node)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Digest != root.Digest {
+				t.Errorf("%s checked in digest %s, the exported root is %s", node, res.Digest, root.Digest)
+			}
+			if got := diskDigest(t, rigNode(t, env, node).Disk(), root.Size); got != root.Digest {
+				t.Errorf("%s: the VM's disk holds %s in its first %d bytes, want the exported image's %s", node, got, root.Size, root.Digest)
+			}
+		}
+		tls, err := env.Timelines()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tl := range tls {
+			if tl.Node != "r01n01" && tl.Node != "r01n02" {
+				continue
+			}
+			t.Log("timeline: " + tl.String())
+			if tl.Check < 0 || tl.DHCP < 0 || tl.Kernel < 0 || tl.ImageWritten < 0 {
+				t.Errorf("%s: timeline lacks a step: %s", tl.Node, tl)
+			}
+		}
+	})
+
+	t.Run("wrong BMC credentials", func(t *testing.T) {
+		n := rigNode(t, env, "r01n03")
+		_, err := env.Client.WaitProvision(ctx, runs["r01n03"])
+		app := appError(err, workflows.ErrBMCAuth)
+		if app == nil || !app.NonRetryable() {
+			t.Fatalf("r01n03: %v; want a non-retryable %s", err, workflows.ErrBMCAuth)
+		}
+		desc, err := env.Client.Temporal().DescribeWorkflowExecution(ctx, runs["r01n03"].WorkflowID, runs["r01n03"].RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := desc.GetWorkflowExecutionInfo()
+		t.Logf("r01n03 failed %.1fs after its start: %v", info.GetCloseTime().AsTime().Sub(info.GetStartTime().AsTime()).Seconds(), app)
+		if log, _ := os.ReadFile(n.ChassisLog()); strings.Contains(string(log), "set ") || n.PoweredOn() {
+			t.Fatalf("a power or boot action happened on r01n03:\n%s", log)
+		}
+	})
+
+	t.Run("link down", func(t *testing.T) {
+		n := rigNode(t, env, "r01n04")
+		_, err := env.Client.WaitProvision(ctx, runs["r01n04"])
+		app := appError(err, workflows.ErrCheckInTimeout)
+		if app == nil {
+			t.Fatalf("r01n04: %v; want %s", err, workflows.ErrCheckInTimeout)
+		}
+		t.Logf("r01n04 failed after %.1fs: %v", time.Since(begin).Seconds(), app)
+		log, err := os.ReadFile(n.ChassisLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Boot 1 (power on from off), boot 2 (hard: off, on); the undo's
+		// power cycle turns it on again asynchronously (ipmi_sim polls).
+		if on := strings.Count(string(log), "set power 1"); on < 2 {
+			t.Errorf("r01n04 was powered on %d times, want ≥ 2 (two boots):\n%s", on, log)
+		}
+		if dev := n.BootDevice(); dev == "pxe" {
+			t.Errorf("r01n04's next boot device is still pxe after the undo")
+		}
+		desc, err := env.Client.Temporal().DescribeWorkflowExecution(ctx, runs["r01n04"].WorkflowID, runs["r01n04"].RunID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := desc.GetWorkflowExecutionInfo().GetStatus(); s != enums.WORKFLOW_EXECUTION_STATUS_FAILED {
+			t.Errorf("r01n04's workflow is %s in the Web UI, want Failed", s)
+		}
+	})
+}
+
+// appError is the ApplicationError of type typ in err's chain, or nil.
+func appError(err error, typ string) *temporal.ApplicationError {
+	var app *temporal.ApplicationError
+	for e := err; errors.As(e, &app); e = app.Unwrap() {
+		if app.Type() == typ {
+			return app
+		}
+	}
+	return nil
+}
+
+func rigNode(t *testing.T, env *Env, name string) qemurig.Node {
+	t.Helper()
+	n, err := env.QEMU.Node(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// diskDigest is "sha256:<hex>" of the first size bytes of a VM's disk.
+func diskDigest(t *testing.T, path string, size int64) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, size); err != nil {
+		t.Fatal(err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// tail returns the last 3 KB of a console log, for failure messages.
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return strings.ReplaceAll(string(b), "\r", "")
+}
