@@ -2,10 +2,7 @@ package dev
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -109,8 +106,8 @@ func TestQEMURig(t *testing.T) {
 			if res.Digest != root.Digest {
 				t.Errorf("%s checked in digest %s, the exported root is %s", node, res.Digest, root.Digest)
 			}
-			if got := diskDigest(t, rigNode(t, env, node).Disk(), root.Size); got != root.Digest {
-				t.Errorf("%s: the VM's disk holds %s in its first %d bytes, want the exported image's %s", node, got, root.Size, root.Digest)
+			if got, err := qemurig.DiskDigest(rigNode(t, env, node).Disk(), root.Size); err != nil || got != root.Digest {
+				t.Errorf("%s: the VM's disk holds %s (%v) in its first %d bytes, want the exported image's %s", node, got, err, root.Size, root.Digest)
 			}
 		}
 		tls, err := env.Timelines()
@@ -194,21 +191,6 @@ func rigNode(t *testing.T, env *Env, name string) qemurig.Node {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// diskDigest is "sha256:<hex>" of the first size bytes of a VM's disk.
-func diskDigest(t *testing.T, path string, size int64) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyN(h, f, size); err != nil {
-		t.Fatal(err)
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // tail returns the last 3 KB of a console log, for failure messages.

@@ -95,3 +95,28 @@ func (e *Env) Timelines() ([]qemurig.Timeline, error) {
 	}
 	return out, nil
 }
+
+// VerifyDisks compares the start of every QEMU rig node's virtual disk with
+// the root the node was provisioned from and returns one line per node:
+// "r01n01 disk verified sha256:…" or why it is not. ok is false when a disk
+// differs or cannot be read.
+func (e *Env) VerifyDisks(ctx context.Context) (lines []string, ok bool) {
+	ok = true
+	for _, n := range e.QEMU.Nodes {
+		root, err := e.Images.Root(ctx, n.Name)
+		if err != nil {
+			lines, ok = append(lines, fmt.Sprintf("%s disk NOT verified: %v", n.Name, err)), false
+			continue
+		}
+		got, err := qemurig.DiskDigest(n.Disk(), root.Size)
+		switch {
+		case err != nil:
+			lines, ok = append(lines, fmt.Sprintf("%s disk NOT verified: %v", n.Name, err)), false
+		case got != root.Digest:
+			lines, ok = append(lines, fmt.Sprintf("%s disk DIFFERS: %s, root %s@%s is %s", n.Name, got, root.Image, root.Version, root.Digest)), false
+		default:
+			lines = append(lines, fmt.Sprintf("%s disk verified %s (%s@%s)", n.Name, got, root.Image, root.Version))
+		}
+	}
+	return lines, ok
+}

@@ -84,8 +84,16 @@ func devCommand() *cli.Command {
 					fmt.Fprintln(out, "  "+t.String())
 				}
 			}
+			verified := true
+			if env.QEMU != nil {
+				var lines []string
+				lines, verified = env.VerifyDisks(c.Context)
+				for _, l := range lines {
+					fmt.Fprintln(out, l)
+				}
+			}
 			if c.Bool("once") {
-				if len(sum.Failed) > 0 || sum.Provisioned != sum.Total {
+				if len(sum.Failed) > 0 || sum.Provisioned != sum.Total || !verified {
 					return cli.Exit("", 1)
 				}
 				return nil

@@ -19,8 +19,10 @@ import (
 	"context"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -510,4 +512,18 @@ func (r *Rig) Inventory() (*inventory.Inventory, error) {
 		return nil, err
 	}
 	return inventory.Parse("(qemu rig)", data)
+}
+
+// DiskDigest is "sha256:<hex>" of the first size bytes of a disk file.
+func DiskDigest(path string, size int64) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, size); err != nil {
+		return "", fmt.Errorf("disk %s: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
