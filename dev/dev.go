@@ -59,6 +59,9 @@ type Options struct {
 	// Agent is the static rackflow-agent binary put into the QEMU rig's
 	// initramfs; default: rackflow-agent beside the running executable.
 	Agent string
+	// RigFirmware is the QEMU rig's firmware: qemurig.FirmwareBIOS
+	// (default), FirmwareUEFI or FirmwareMixed.
+	RigFirmware string
 	// RigBMCPasswords sets QEMU rig BMC passwords that differ from the
 	// inventory's (tests).
 	RigBMCPasswords map[string]string
@@ -152,7 +155,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	var generated *inventory.Inventory
 	if o.Rig == RigQEMU {
 		if env.QEMU, err = qemurig.Start(ctx, qemurig.Config{
-			Dir: filepath.Join(o.StateDir, "rig"), Nodes: o.Nodes, BMCPasswords: o.RigBMCPasswords, Log: log,
+			Dir: filepath.Join(o.StateDir, "rig"), Nodes: o.Nodes, Firmware: o.RigFirmware, BMCPasswords: o.RigBMCPasswords, Log: log,
 		}); err != nil {
 			return env, err
 		}
@@ -219,6 +222,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		nbc.TFTPAddr = net.JoinHostPort(qemurig.ServerIP, "69")
 		nbc.HTTPAddr = net.JoinHostPort(qemurig.ServerIP, "8880")
 		nbc.RAInterface = qemurig.Bridge
+		nbc.TFTPSinglePort = true
 	}
 	if env.Netboot, err = netboot.New(nbc); err != nil {
 		return env, err

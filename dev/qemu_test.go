@@ -48,10 +48,11 @@ func buildAgent(t *testing.T) string {
 
 // TestQEMURig provisions QEMU machines through the real Provision workflow,
 // IPMI (ipmi_sim through bmclib's ipmitool provider), iPXE, a Debian kernel
-// and rackflow-agent, on four nodes at once:
+// and rackflow-agent, on four nodes at once (odd slots SeaBIOS with the iPXE
+// ROM, even slots OVMF: PXE → ipxe.efi over TFTP → iPXE):
 //
-//   - r01n01, r01n02: provisioned; each VM's disk then holds the exported
-//     image version, byte for byte;
+//   - r01n01 (BIOS), r01n02 (UEFI): provisioned; each VM's disk then holds
+//     the exported image version, byte for byte;
 //   - r01n03: its BMC's password is not the inventory's: the workflow fails
 //     fast with the non-retryable BMCAuth and no power action happened;
 //   - r01n04: its tap is down: no check-in, the power-cycle escalation, the
@@ -62,7 +63,7 @@ func TestQEMURig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	env, err := Start(ctx, Options{
-		StateDir: t.TempDir(), Rig: RigQEMU, Nodes: 4, Agent: agent, InMemory: true, Store: "dir",
+		StateDir: t.TempDir(), Rig: RigQEMU, Nodes: 4, RigFirmware: qemurig.FirmwareMixed, Agent: agent, InMemory: true, Store: "dir",
 		FrontendAddr: "127.0.0.1:0", ImageSize: 4 << 20,
 		RigBMCPasswords: map[string]string{"r01n03": "changed-on-the-bmc"},
 	})
@@ -121,6 +122,10 @@ func TestQEMURig(t *testing.T) {
 			t.Log("timeline: " + tl.String())
 			if tl.Check < 0 || tl.DHCP < 0 || tl.Kernel < 0 || tl.ImageWritten < 0 {
 				t.Errorf("%s: timeline lacks a step: %s", tl.Node, tl)
+			}
+			// UEFI (OVMF's PXE) fetches ipxe.efi over TFTP; BIOS's iPXE ROM needs no TFTP.
+			if uefi := rigNode(t, env, tl.Node).Firmware == qemurig.FirmwareUEFI; uefi != (tl.TFTP >= 0) {
+				t.Errorf("%s (%s firmware): TFTP step at %.1fs", tl.Node, rigNode(t, env, tl.Node).Firmware, tl.TFTP)
 			}
 		}
 	})

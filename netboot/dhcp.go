@@ -146,6 +146,7 @@ func (d *dhcpServer) respond(peer net.Addr, m *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, *
 		dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(lease)),
 		dhcpv4.WithOption(dhcpv4.OptSubnetMask(mask)),
 		dhcpv4.WithOption(dhcpv4.OptClassIdentifier("PXEClient")),
+		dhcpv4.WithGeneric(dhcpv4.OptionVendorSpecificInformation, pxeVendorOptions),
 		dhcpv4.WithOption(dhcpv4.OptTFTPServerName(d.serverIP.String())),
 	}
 	if r := res.Router.To4(); r != nil {
@@ -164,6 +165,15 @@ func (d *dhcpServer) respond(peer net.Addr, m *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, *
 	}
 	return resp, log
 }
+
+// pxeVendorOptions is option 43 of every offer and ack (PXE spec 2.1,
+// table 2-1): PXE_DISCOVERY_CONTROL (6) = 0x08, "boot the file named in this
+// offer, without boot-server discovery", then End. Option 60 "PXEClient"
+// without option 43 makes PXE firmware (EDK2's among them) treat the offer
+// as a BINL offer and re-ask a boot server on port 4011; with it, the
+// firmware fetches the boot file at once. iPXE takes option 60 as the end of
+// its ~3 s wait for proxyDHCP offers.
+var pxeVendorOptions = []byte{6, 1, 0x08, 255}
 
 func (d *dhcpServer) nak(m *dhcpv4.DHCPv4, log *slog.Logger) (*dhcpv4.DHCPv4, *slog.Logger) {
 	resp, err := dhcpv4.NewReplyFromRequest(m,

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -77,15 +78,22 @@ func (h *httpServer) bootScript(w http.ResponseWriter, r *http.Request) {
 // ModeLocal → "#!ipxe\nexit\n"; ModeInstall →
 //
 //	#!ipxe
-//	kernel <base>/artifacts/<kernel> <args…>
+//	kernel <base>/artifacts/<kernel> [initrd=<initrd base name>] <args…>
 //	initrd <base>/artifacts/<initrd>     (when Initrd is set)
 //	boot
+//
+// The initrd= word names the initrd as iPXE registered it (the last
+// element of its URL): a kernel started through its EFI stub (UEFI iPXE)
+// loads its initrd only from that word; BIOS boots ignore it.
 func renderScript(p Profile, base string) string {
 	if p.Mode != ModeInstall {
 		return "#!ipxe\nexit\n"
 	}
 	var b strings.Builder
 	b.WriteString("#!ipxe\nkernel " + base + "/artifacts/" + p.Kernel)
+	if p.Initrd != "" {
+		b.WriteString(" initrd=" + path.Base(p.Initrd))
+	}
 	for _, a := range p.Args {
 		b.WriteString(" " + a)
 	}

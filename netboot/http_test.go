@@ -60,9 +60,9 @@ func TestHTTPBootScript(t *testing.T) {
 		wantBody   string
 	}{
 		{"install", "/boot/02:52:46:01:00:01.ipxe", 200,
-			"#!ipxe\nkernel " + base + "/artifacts/vmlinuz " + strings.Join(args, " ") + "\ninitrd " + base + "/artifacts/initrd.img\nboot\n"},
+			"#!ipxe\nkernel " + base + "/artifacts/vmlinuz initrd=initrd.img " + strings.Join(args, " ") + "\ninitrd " + base + "/artifacts/initrd.img\nboot\n"},
 		{"install, dashed upper-case MAC", "/boot/02-52-46-01-00-01.ipxe", 200,
-			"#!ipxe\nkernel " + base + "/artifacts/vmlinuz " + strings.Join(args, " ") + "\ninitrd " + base + "/artifacts/initrd.img\nboot\n"},
+			"#!ipxe\nkernel " + base + "/artifacts/vmlinuz initrd=initrd.img " + strings.Join(args, " ") + "\ninitrd " + base + "/artifacts/initrd.img\nboot\n"},
 		{"local", "/boot/02:52:46:01:00:02.ipxe", 200, "#!ipxe\nexit\n"},
 		{"install without initrd or args", "/boot/02:52:46:01:00:03.ipxe", 200,
 			"#!ipxe\nkernel " + base + "/artifacts/debian/vmlinuz\nboot\n"},

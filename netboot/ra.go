@@ -80,7 +80,7 @@ func (r *raResponder) serve() error {
 			continue
 		}
 		dst := src
-		if !src.IsValid() || src.IsUnspecified() {
+		if !src.IsValid() || src.WithZone("").IsUnspecified() {
 			dst = allNodes
 		}
 		if err := r.conn.WriteTo(ra, nil, dst); err != nil {

@@ -28,9 +28,15 @@ type Config struct {
 	// enabled or HTTP listens on an unspecified host.
 	ServerIP string
 
-	TFTPRoot     string // directory served read-only over TFTP; required with TFTPAddr
-	ArtifactsDir string // directory served at /artifacts/; "" → /artifacts/ answers 404
-	StoreDir     string // boot-profile store directory (OpenStore); required with HTTPAddr
+	TFTPRoot string // directory served read-only over TFTP; required with TFTPAddr
+	// TFTPSinglePort serves every transfer from the listening socket
+	// instead of a new port per transfer (pin/tftp's single-port mode, as
+	// dnsmasq's --tftp-single-port): for firewalls that pass port 69 only,
+	// and for a service bound inside a network namespace by a process that
+	// lives outside it (per-transfer sockets would open outside).
+	TFTPSinglePort bool
+	ArtifactsDir   string // directory served at /artifacts/; "" → /artifacts/ answers 404
+	StoreDir       string // boot-profile store directory (OpenStore); required with HTTPAddr
 
 	CheckInKey   []byte       // HMAC key of check-in tokens, >= 16 bytes; required with HTTPAddr
 	Reservations Reservations // required with DHCPAddr
@@ -204,7 +210,7 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { results <- result{"ra", s.ra.serve()} }()
 	}
 	if s.tftpConn != nil {
-		t := (&tftpServer{root: s.cfg.TFTPRoot, log: s.log}).newServer()
+		t := (&tftpServer{root: s.cfg.TFTPRoot, singlePort: s.cfg.TFTPSinglePort, log: s.log}).newServer()
 		tftpSrv = t
 		running++
 		go func() { results <- result{"tftp", t.Serve(s.tftpConn)} }()

@@ -25,8 +25,9 @@ import (
 // opened through os.Root, which refuses such escapes. Write requests are
 // always refused.
 type tftpServer struct {
-	root string
-	log  *slog.Logger
+	root       string
+	singlePort bool // see Config.TFTPSinglePort
+	log        *slog.Logger
 }
 
 // tftpTimeout is the per-datagram retransmission timeout of the server.
@@ -36,6 +37,9 @@ func (t *tftpServer) newServer() *tftp.Server {
 	srv := tftp.NewServer(t.readHandler, t.writeHandler)
 	srv.SetTimeout(tftpTimeout)
 	srv.SetHook(tftpHook{t.log})
+	if t.singlePort {
+		srv.EnableSinglePort()
+	}
 	return srv
 }
 

@@ -27,6 +27,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "http", Value: "127.0.0.1:8880", Usage: "netboot HTTP listen address"},
 			&cli.StringFlag{Name: "image-store", Usage: "zfs or dir (default: zfs when zfs-fuse is installed)"},
 			&cli.StringFlag{Name: "rig", Value: dev.RigVirtual, Usage: "virtual (pure-Go nodes, Redfish BMC emulators) or qemu (QEMU machines that PXE-boot through iPXE, ipmi_sim BMCs; root, one rack)"},
+			&cli.StringFlag{Name: "firmware", Value: "bios", Usage: "qemu rig firmware: bios (SeaBIOS + iPXE ROM), uefi (OVMF PXE → TFTP ipxe.efi → iPXE) or mixed (odd nodes bios, even uefi)"},
 			&cli.StringFlag{Name: "agent", Usage: "rackflow-agent binary for the qemu rig's initramfs (default: beside this executable)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: 10 * time.Minute, Usage: "how long each boot may take to check in"},
 		},
@@ -51,7 +52,7 @@ func devCommand() *cli.Command {
 				FrontendAddr: c.String("temporal-address"), UIAddr: c.String("ui"),
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
 				Store: c.String("image-store"), CheckInTimeout: c.Duration("check-in-timeout"), Log: log,
-				Rig: c.String("rig"), Agent: c.String("agent"),
+				Rig: c.String("rig"), Agent: c.String("agent"), RigFirmware: c.String("firmware"),
 			})
 			if err != nil {
 				return err

@@ -55,7 +55,7 @@ const (
 const MaxNodes = 200
 
 // Packages are the Debian packages the rig uses (.ci/run installs them).
-var Packages = []string{"qemu-system-x86", "ipxe-qemu", "openipmi", "ipmitool", "busybox-static", "kmod", "cpio", "iproute2"}
+var Packages = []string{"qemu-system-x86", "ipxe-qemu", "ipxe", "ovmf", "openipmi", "ipmitool", "busybox-static", "kmod", "cpio", "iproute2"}
 
 // tools are the commands the rig runs, by the package that provides them.
 var tools = map[string]string{
@@ -91,8 +91,10 @@ func Missing() []string {
 			out = append(out, fmt.Sprintf("%s (Debian package %s)", t, tools[t]))
 		}
 	}
-	if _, err := os.Stat(pxeROM); err != nil {
-		out = append(out, pxeROM+" (Debian package ipxe-qemu)")
+	for file, pkg := range map[string]string{pxeROM: "ipxe-qemu", ovmfCode: "ovmf", ovmfVars: "ovmf", "/usr/lib/ipxe/ipxe.efi": "ipxe"} {
+		if _, err := os.Stat(file); err != nil {
+			out = append(out, fmt.Sprintf("%s (Debian package %s)", file, pkg))
+		}
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		out = append(out, "/dev/net/tun")
@@ -106,13 +108,33 @@ type Config struct {
 	Nodes     int    // VMs, 1…MaxNodes; default 2
 	Rack      string // rack name, default "r01"
 	MemoryMiB int    // per VM, default 512
-	DiskBytes int64  // raw virtual disk per VM, default 64 MiB
-	BMCPort   int    // UDP port of the first BMC on 127.0.0.1, the next ones follow; 0 picks free ports
+	// Firmware is FirmwareBIOS (default), FirmwareUEFI, or FirmwareMixed:
+	// odd slots BIOS, even slots UEFI.
+	Firmware  string
+	DiskBytes int64 // raw virtual disk per VM, default 64 MiB
+	BMCPort   int   // UDP port of the first BMC on 127.0.0.1, the next ones follow; 0 picks free ports
 	// BMCPasswords sets a node's BMC password when it is not BMCPassword
 	// (tests: a BMC whose password the inventory does not know).
 	BMCPasswords map[string]string
 	Log          *slog.Logger
 }
+
+// Firmwares of the rig's VMs.
+const (
+	// FirmwareBIOS is SeaBIOS with QEMU's iPXE NIC ROM: the firmware is
+	// already iPXE, so DHCP hands it the HTTP script at once (no TFTP).
+	FirmwareBIOS = "bios"
+	// FirmwareUEFI is OVMF (EDK2) with its own virtio-net driver and PXE:
+	// DHCP with option 93 = 7 → ipxe.efi over TFTP → iPXE → HTTP script.
+	FirmwareUEFI  = "uefi"
+	FirmwareMixed = "mixed"
+)
+
+// OVMF images (Debian package ovmf).
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
 
 // Node is one VM of the rig.
 type Node struct {
@@ -123,7 +145,9 @@ type Node struct {
 	IP      string // production address in Subnet
 	BMCAddr string // "127.0.0.1:<port>" of its ipmi_sim
 	Tap     string // its tap on the rig bridge
-	Dir     string // its folder: disk.raw, console.log, chassis.log, qemu.pid, bootdev
+	// Firmware is FirmwareBIOS or FirmwareUEFI.
+	Firmware string
+	Dir      string // its folder: disk.raw, console.log, chassis.log, qemu.pid, bootdev
 }
 
 // Disk is the path of the node's raw virtual disk.
@@ -166,6 +190,13 @@ func Start(ctx context.Context, cfg Config) (r *Rig, err error) {
 	}
 	if cfg.Rack == "" {
 		cfg.Rack = "r01"
+	}
+	switch cfg.Firmware {
+	case "":
+		cfg.Firmware = FirmwareBIOS
+	case FirmwareBIOS, FirmwareUEFI, FirmwareMixed:
+	default:
+		return nil, fmt.Errorf("qemu rig: firmware %q: want %s, %s or %s", cfg.Firmware, FirmwareBIOS, FirmwareUEFI, FirmwareMixed)
 	}
 	if cfg.MemoryMiB == 0 {
 		cfg.MemoryMiB = 512
@@ -213,6 +244,10 @@ func Start(ctx context.Context, cfg Config) (r *Rig, err error) {
 			IP:      fmt.Sprintf("10.77.0.%d", 10+i),
 			BMCAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i-1])),
 			Tap:     fmt.Sprintf("tap%d", i),
+		}
+		n.Firmware = cfg.Firmware
+		if cfg.Firmware == FirmwareMixed {
+			n.Firmware = []string{FirmwareUEFI, FirmwareBIOS}[i%2]
 		}
 		n.Dir = filepath.Join(dir, n.Name)
 		if err := r.addNode(ctx, n, chassis); err != nil {
@@ -286,11 +321,24 @@ func (r *Rig) addNode(ctx context.Context, n Node, chassis string) error {
 		"-display", "none", "-no-user-config", "-nodefaults",
 		"-chardev", "file,id=console,append=on,path=" + n.Console(), "-serial", "chardev:console",
 		"-netdev", "tap,id=net0,ifname=" + n.Tap + ",script=no,downscript=no",
-		"-device", "virtio-net-pci,netdev=net0,mac=" + n.MAC, // QEMU's default option ROM: iPXE (ipxe-qemu)
 		"-drive", "file=" + n.Disk() + ",format=raw,if=virtio",
 		"-device", "virtio-rng-pci",
 		"-device", "qemu-xhci,id=xhci",
 		"-qmp", "unix:" + filepath.Join(n.Dir, "qmp.sock") + ",server=on,wait=off",
+	}
+	if n.Firmware == FirmwareUEFI {
+		vars := filepath.Join(n.Dir, "OVMF_VARS.fd")
+		if err := copyFile(ovmfVars, vars, 0o644); err != nil {
+			return fmt.Errorf("UEFI variables: %w", err)
+		}
+		args = append(args,
+			"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
+			"-drive", "if=pflash,format=raw,file="+vars,
+			// No option ROM: OVMF's own virtio-net driver and PXE boot.
+			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+n.MAC)
+	} else {
+		// QEMU's default option ROM: iPXE (ipxe-qemu).
+		args = append(args, "-device", "virtio-net-pci,netdev=net0,mac="+n.MAC)
 	}
 	files := map[string]string{
 		"qemu.args": strings.Join(args, "\n") + "\n",

@@ -187,13 +187,18 @@ func (r *Rig) Timeline(node string, rec *Recorder) (Timeline, error) {
 }
 
 // owns reports whether a record's attributes name n: its node name, MAC or
-// (for HTTP requests, which carry the client address) its IP.
+// (for HTTP requests and TFTP transfers, which carry the client address,
+// "remote" and "peer") its IP.
 func (n Node) owns(attrs map[string]string) bool {
 	if attrs["node"] == n.Name || attrs["mac"] == n.MAC {
 		return true
 	}
-	host, _, err := net.SplitHostPort(attrs["remote"])
-	return err == nil && host == n.IP
+	for _, k := range []string{"remote", "peer"} {
+		if host, _, err := net.SplitHostPort(attrs[k]); err == nil && host == n.IP {
+			return true
+		}
+	}
+	return false
 }
 
 // lastPowerOn returns the time of the last "set power 1" in a chassis log,
