@@ -133,6 +133,7 @@ func checkLease(t *testing.T, r *dhcpv4.DHCPv4, wantType dhcpv4.MessageType, wan
 		{"option 1", r.SubnetMask().String(), net.CIDRMask(16, 32).String()},
 		{"option 3", len(r.Router()) == 1 && r.Router()[0].Equal(routerIP), true},
 		{"option 60", r.ClassIdentifier(), "PXEClient"},
+		{"option 43 (PXE discovery control: boot the offered file)", string(r.Options.Get(dhcpv4.OptionVendorSpecificInformation)), string([]byte{6, 1, 8, 255})},
 		{"option 66", r.TFTPServerName(), serverIP.String()},
 		{"option 12", r.HostName(), "r01n01"},
 		{"option 67", r.BootFileNameOption(), wantFile},

@@ -23,7 +23,15 @@ func tftpClient(t *testing.T, addr string) *tftp.Client {
 }
 
 func TestTFTPDownload(t *testing.T) {
-	env := startService(t, func(c *Config) { c.DHCPAddr, c.HTTPAddr = "", "" })
+	for _, single := range []bool{false, true} {
+		t.Run(map[bool]string{false: "port per transfer", true: "single port"}[single], func(t *testing.T) {
+			testTFTPDownload(t, single)
+		})
+	}
+}
+
+func testTFTPDownload(t *testing.T, singlePort bool) {
+	env := startService(t, func(c *Config) { c.DHCPAddr, c.HTTPAddr, c.TFTPSinglePort = "", "", singlePort })
 	big := randomBytes(t, 3*512*37+123) // many blocks, last one partial
 	exact := randomBytes(t, 4*512)      // ends with an empty block
 	writeFile(t, env.tftpRoot, "undionly.kpxe", big)
