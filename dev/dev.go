@@ -66,7 +66,7 @@ type Options struct {
 	// inventory's (tests).
 	RigBMCPasswords map[string]string
 	// CacheDir keeps the QEMU rig's Debian kernel between runs; default
-	// <user cache dir>/rackflow.
+	// <user cache dir>/rackflow (<temp dir>/rackflow without a home).
 	CacheDir string
 
 	ImageSize      int64         // bytes of each demo image version, default 4 MiB

@@ -57,8 +57,8 @@ func nodeEnvironment(ctx context.Context, o Options, artifacts string, log *slog
 	cache := o.CacheDir
 	if cache == "" {
 		dir, err := os.UserCacheDir()
-		if err != nil {
-			return fmt.Errorf("cache dir: %w", err)
+		if err != nil { // no $HOME nor $XDG_CACHE_HOME
+			dir = os.TempDir()
 		}
 		cache = filepath.Join(dir, "rackflow")
 	}

@@ -306,6 +306,11 @@ func (r *Rig) network(ctx context.Context) error {
 // addNode writes the VM's folder (disk, QEMU arguments, BMC configuration)
 // and starts its BMC.
 func (r *Rig) addNode(ctx context.Context, n Node, chassis string) error {
+	// A new run starts with an empty folder: logs of an earlier run would
+	// mix into this one's timeline.
+	if err := os.RemoveAll(n.Dir); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Join(n.Dir, "bmc-state"), 0o755); err != nil {
 		return err
 	}
