@@ -18,22 +18,6 @@ import (
 	"github.com/rackflow/rackflow/workflows"
 )
 
-// requireQEMURig skips t when the QEMU rig cannot run here, saying what is
-// missing; under CI (CI set) it fails instead: .ci/run installs everything
-// and runs as root.
-func requireQEMURig(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("QEMU rig: skipped in -short mode")
-	}
-	if m := qemurig.Missing(); len(m) > 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("QEMU rig must run in CI; missing: %s", strings.Join(m, ", "))
-		}
-		t.Skipf("QEMU rig: missing %s", strings.Join(m, ", "))
-	}
-}
-
 // buildAgent builds the static rackflow-agent for the rig's initramfs.
 func buildAgent(t *testing.T) string {
 	t.Helper()
@@ -58,7 +42,7 @@ func buildAgent(t *testing.T) string {
 //   - r01n04: its tap is down: no check-in, the power-cycle escalation, the
 //     node failed with CheckInTimeout and its boot reset to disk via IPMI.
 func TestQEMURig(t *testing.T) {
-	requireQEMURig(t)
+	qemurig.Require(t)
 	agent := buildAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

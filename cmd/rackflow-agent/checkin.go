@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/rackflow/rackflow/netboot"
@@ -33,16 +32,7 @@ func (p *checkInPoster) post(ctx context.Context, url string, c netboot.CheckIn)
 	if err != nil {
 		return 0, fmt.Errorf("check-in: %w", err)
 	}
-	notify := attemptNotifier(func(attempt int, err error, next time.Duration) {
-		if p.con == nil {
-			return
-		}
-		of := ""
-		if p.retry.maxTries > 0 {
-			of = fmt.Sprintf(" of %d", p.retry.maxTries)
-		}
-		p.con.step("retry check-in: %v (attempt %d%s, next in %s)", err, attempt, of, seconds(next))
-	})
+	notify := p.retry.reporter(p.con, "check-in")
 	status, err := backoff.Retry(ctx, func() (int, error) { return p.attempt(ctx, url, body) }, p.retry.options(notify)...)
 	if err != nil {
 		return status, fmt.Errorf("check-in: %w", err)

@@ -85,16 +85,7 @@ func (t *transfer) restart() {
 func (f *imageFetcher) fetch(ctx context.Context, url string, d *disk) (download, error) {
 	t := &transfer{url: url, disk: d, h: sha256.New(), total: -1, buf: make([]byte, copyBufferSize), start: time.Now()}
 	t.reported = t.start
-	notify := attemptNotifier(func(attempt int, err error, next time.Duration) {
-		if f.con == nil {
-			return
-		}
-		of := ""
-		if f.retry.maxTries > 0 {
-			of = fmt.Sprintf(" of %d", f.retry.maxTries)
-		}
-		f.con.step("retry image: %v (attempt %d%s, next in %s)", err, attempt, of, seconds(next))
-	})
+	notify := f.retry.reporter(f.con, "image")
 	_, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, f.attempt(ctx, t) }, f.retry.options(notify)...)
 	dl := download{Bytes: t.off, Digest: "sha256:" + hex.EncodeToString(t.h.Sum(nil)), Elapsed: time.Since(t.start)}
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -73,4 +74,20 @@ func attemptNotifier(report func(attempt int, err error, next time.Duration)) ba
 		attempt++
 		report(attempt, err, next)
 	}
+}
+
+// reporter returns a backoff.Notify that prints each failed attempt of step
+// on con as "retry <step>: <error> (attempt <n>[ of <max>], next in <s>s)";
+// nil when con is nil (silent).
+func (p retryPolicy) reporter(con *console, step string) backoff.Notify {
+	if con == nil {
+		return nil
+	}
+	return attemptNotifier(func(attempt int, err error, next time.Duration) {
+		of := ""
+		if p.maxTries > 0 {
+			of = fmt.Sprintf(" of %d", p.maxTries)
+		}
+		con.step("retry %s: %v (attempt %d%s, next in %s)", step, err, attempt, of, seconds(next))
+	})
 }

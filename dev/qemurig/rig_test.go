@@ -12,21 +12,6 @@ import (
 	"github.com/rackflow/rackflow/dev/qemurig"
 )
 
-// RequireRig skips t when the rig cannot run here, saying what is missing;
-// under CI (CI set) it fails instead: CI installs everything.
-func requireRig(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("QEMU rig: skipped in -short mode")
-	}
-	if m := qemurig.Missing(); len(m) > 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("QEMU rig must run in CI; missing: %s", strings.Join(m, ", "))
-		}
-		t.Skipf("QEMU rig: missing %s", strings.Join(m, ", "))
-	}
-}
-
 func testCtx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -38,7 +23,7 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 // QEMU with the boot device set before, power off stops it, a wrong
 // password is ErrAuth and changes nothing.
 func TestRigBMC(t *testing.T) {
-	requireRig(t)
+	qemurig.Require(t)
 	ctx := testCtx(t, 2*time.Minute)
 	dir := t.TempDir()
 	rig, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 2, BMCPasswords: map[string]string{"r01n02": "changed-on-the-bmc"}})
@@ -92,7 +77,7 @@ func TestRigBMC(t *testing.T) {
 // was left running (as after a crash): Start stops its BMCs and VM and
 // replaces its namespace; Close leaves nothing behind.
 func TestRigRestartsAfterCrash(t *testing.T) {
-	requireRig(t)
+	qemurig.Require(t)
 	ctx := testCtx(t, 2*time.Minute)
 	dir := t.TempDir()
 	stale, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 1})
@@ -127,7 +112,7 @@ func TestRigRestartsAfterCrash(t *testing.T) {
 }
 
 func TestStartRefusesBadConfig(t *testing.T) {
-	requireRig(t)
+	qemurig.Require(t)
 	for _, cfg := range []qemurig.Config{{}, {Dir: t.TempDir(), Nodes: qemurig.MaxNodes + 1}} {
 		if _, err := qemurig.Start(context.Background(), cfg); err == nil {
 			t.Errorf("Start(%+v) succeeded", cfg)
