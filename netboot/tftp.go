@@ -30,6 +30,9 @@ type tftpServer struct {
 	log        *slog.Logger
 }
 
+// maxTFTPBlockSize is the largest blksize of RFC 2348.
+const maxTFTPBlockSize = 65464
+
 // tftpTimeout is the per-datagram retransmission timeout of the server.
 const tftpTimeout = 2 * time.Second
 
@@ -37,6 +40,10 @@ func (t *tftpServer) newServer() *tftp.Server {
 	srv := tftp.NewServer(t.readHandler, t.writeHandler)
 	srv.SetTimeout(tftpTimeout)
 	srv.SetHook(tftpHook{t.log})
+	// Without an explicit maximum, EnableSinglePort caps blksize at 512;
+	// grant up to the RFC 2348 maximum (pin/tftp still clamps it to the
+	// interface MTU).
+	srv.SetBlockSize(maxTFTPBlockSize)
 	if t.singlePort {
 		srv.EnableSinglePort()
 	}
