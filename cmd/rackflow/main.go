@@ -48,6 +48,7 @@ func app() *cli.App {
 			devCommand(), workerCommand(), netbootCommand(),
 			provisionCommand(), statusCommand(), imagesCommand(),
 			rolloutCommand(),
+			ldapCommand(), checkoutCommand(), releaseCommand(), ownersCommand(),
 		},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},
