@@ -25,6 +25,7 @@ import (
 	"github.com/rackflow/rackflow/activities"
 	"github.com/rackflow/rackflow/activities/imagestore"
 	"github.com/rackflow/rackflow/activities/inventory"
+	devldap "github.com/rackflow/rackflow/dev/ldap"
 	"github.com/rackflow/rackflow/dev/qemurig"
 	devtemporal "github.com/rackflow/rackflow/dev/temporal"
 	"github.com/rackflow/rackflow/dev/vrack"
@@ -65,6 +66,10 @@ type Options struct {
 	// RigBMCPasswords sets QEMU rig BMC passwords that differ from the
 	// inventory's (tests).
 	RigBMCPasswords map[string]string
+	// LDAP starts a throwaway slapd (HOP-SCOTCH's ownership rules as ACLs)
+	// with a server entry per inventory node and users admin, alice, bob,
+	// carol (passwords in <state>/ldap/<uid>.pw).
+	LDAP bool
 	// CacheDir keeps the QEMU rig's Debian kernel between runs; default
 	// <user cache dir>/rackflow (<temp dir>/rackflow without a home).
 	CacheDir string
@@ -116,11 +121,13 @@ type Env struct {
 	Client    *starter.Client
 	Temporal  *devtemporal.Server
 	Netboot   *netboot.Service
-	Rack      *vrack.Rack  // the virtual rack (RigVirtual)
-	QEMU      *qemurig.Rig // the QEMU rig (RigQEMU)
+	Rack      *vrack.Rack     // the virtual rack (RigVirtual)
+	QEMU      *qemurig.Rig    // the QEMU rig (RigQEMU)
+	LDAP      *devldap.Server // the throwaway directory (Options.LDAP)
 
 	opts        Options
 	recorder    *qemurig.Recorder // boot events of the QEMU rig's nodes
+	ldapUsers   map[string]string // user DN → password file
 	workers     *workers.Set
 	closeImages func() error
 	cancel      context.CancelFunc
@@ -167,6 +174,11 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}
 	if env.Inventory, err = loadInventory(o, generated, log); err != nil {
 		return env, err
+	}
+	if o.LDAP {
+		if err := env.startLDAP(ctx); err != nil {
+			return env, err
+		}
 	}
 	key, err := checkInKey(filepath.Join(o.StateDir, "checkin.key"))
 	if err != nil {
@@ -278,6 +290,11 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 func (e *Env) Close() {
 	if e.Rack != nil {
 		_ = e.Rack.Close()
+	}
+	if e.LDAP != nil {
+		if err := e.LDAP.Close(); err != nil {
+			e.opts.Log.Warn("stopping slapd", "error", err)
+		}
 	}
 	if e.QEMU != nil {
 		if err := e.QEMU.Close(); err != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -28,6 +30,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "image-store", Usage: "zfs or dir (default: zfs when zfs-fuse is installed)"},
 			&cli.StringFlag{Name: "rig", Value: dev.RigVirtual, Usage: "virtual (pure-Go nodes, Redfish BMC emulators) or qemu (QEMU machines that PXE-boot through iPXE, ipmi_sim BMCs; root, one rack)"},
 			&cli.StringFlag{Name: "firmware", Value: "bios", Usage: "qemu rig firmware: bios (SeaBIOS + iPXE ROM), uefi (OVMF PXE → TFTP ipxe.efi → iPXE) or mixed (odd nodes bios, even uefi)"},
+			&cli.BoolFlag{Name: "ldap", Usage: "run a throwaway slapd with HOP-SCOTCH's ownership rules and a server entry per node (rackflow checkout/release/owners)"},
 			&cli.StringFlag{Name: "agent", Usage: "rackflow-agent binary for the qemu rig's initramfs (default: beside this executable)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: 10 * time.Minute, Usage: "how long each boot may take to check in"},
 		},
@@ -52,7 +55,7 @@ func devCommand() *cli.Command {
 				FrontendAddr: c.String("temporal-address"), UIAddr: c.String("ui"),
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
 				Store: c.String("image-store"), CheckInTimeout: c.Duration("check-in-timeout"), Log: log,
-				Rig: c.String("rig"), Agent: c.String("agent"), RigFirmware: c.String("firmware"),
+				Rig: c.String("rig"), Agent: c.String("agent"), RigFirmware: c.String("firmware"), LDAP: c.Bool("ldap"),
 			})
 			if err != nil {
 				return err
@@ -69,6 +72,12 @@ func devCommand() *cli.Command {
 			fmt.Fprintf(out, "netboot   dhcp %s  tftp %s  http %s\n", env.Netboot.DHCPAddr(), env.Netboot.TFTPAddr(), env.Netboot.HTTPBase())
 			fmt.Fprintf(out, "images    %s backend, provisioning %s@%s\n", env.Images.Backend(), dev.DemoImage, version)
 			fmt.Fprintf(out, "inventory %s: %d nodes in %d racks\n", env.Inventory.File(), len(env.Inventory.Nodes), len(env.Inventory.Racks))
+			if env.LDAP != nil {
+				fmt.Fprintf(out, "ldap      %s base %s (--ldap-url, --ldap-base); users and their --ldap-password-file:\n", env.LDAP.URL, env.LDAP.BaseDN)
+				for _, dn := range slices.Sorted(maps.Keys(env.LDAPUsers())) {
+					fmt.Fprintf(out, "          %s  %s\n", dn, env.LDAPUsers()[dn])
+				}
+			}
 			if env.QEMU != nil {
 				fmt.Fprintf(out, "qemu rig  namespace %s; serial consoles %s\n", env.QEMU.Namespace(), filepath.Join(filepath.Dir(env.QEMU.Nodes[0].Dir), "*", "console.log"))
 			}
