@@ -253,7 +253,45 @@ func (a *Activities) SetBoot(ctx context.Context, in workflows.SetBootInput) err
 // PowerCycle sets the node's one-time boot device (PXE, or disk) and
 // power-cycles it: through the BMC's cycle, or power off then on when Hard.
 func (a *Activities) PowerCycle(ctx context.Context, in workflows.PowerCycleInput) error {
-	n, err := a.node(in.Node)
+	device := "pxe"
+	if in.Disk {
+		device = "disk"
+	}
+	return a.withBMC(ctx, in.Node, func(n inventory.Node, b BMC) error {
+		if err := b.SetBootDevice(ctx, device, false); err != nil {
+			return fmt.Errorf("boot device %s: %w", device, err)
+		}
+		if in.Hard {
+			if err := b.PowerOff(ctx); err != nil {
+				return fmt.Errorf("power off: %w", err)
+			}
+			if err := b.PowerOn(ctx); err != nil {
+				return fmt.Errorf("power on: %w", err)
+			}
+		} else if err := b.PowerCycle(ctx); err != nil {
+			return fmt.Errorf("power cycle: %w", err)
+		}
+		a.Log.Info("power-cycled", "node", n.Name, "rack", n.Rack, "boot_device", device, "hard", in.Hard)
+		return nil
+	})
+}
+
+// PowerOff removes the node's power through its BMC (idempotent: a node
+// that is off is left alone).
+func (a *Activities) PowerOff(ctx context.Context, node string) error {
+	return a.withBMC(ctx, node, func(n inventory.Node, b BMC) error {
+		if err := b.PowerOff(ctx); err != nil {
+			return fmt.Errorf("power off: %w", err)
+		}
+		a.Log.Info("powered off", "node", n.Name, "rack", n.Rack)
+		return nil
+	})
+}
+
+// withBMC runs fn with a session on node's BMC, closed afterwards. Missing
+// credentials and the errors bmcError maps are non-retryable.
+func (a *Activities) withBMC(ctx context.Context, node string, fn func(inventory.Node, BMC) error) error {
+	n, err := a.node(node)
 	if err != nil {
 		return err
 	}
@@ -270,24 +308,9 @@ func (a *Activities) PowerCycle(ctx context.Context, in workflows.PowerCycleInpu
 			a.Log.Warn("closing BMC session", "node", n.Name, "error", err)
 		}
 	}()
-	device := "pxe"
-	if in.Disk {
-		device = "disk"
+	if err := fn(n, b); err != nil {
+		return bmcError(n.Name, err)
 	}
-	if err := b.SetBootDevice(ctx, device, false); err != nil {
-		return bmcError(n.Name, fmt.Errorf("boot device %s: %w", device, err))
-	}
-	if in.Hard {
-		if err := b.PowerOff(ctx); err != nil {
-			return bmcError(n.Name, fmt.Errorf("power off: %w", err))
-		}
-		if err := b.PowerOn(ctx); err != nil {
-			return bmcError(n.Name, fmt.Errorf("power on: %w", err))
-		}
-	} else if err := b.PowerCycle(ctx); err != nil {
-		return bmcError(n.Name, fmt.Errorf("power cycle: %w", err))
-	}
-	a.Log.Info("power-cycled", "node", n.Name, "rack", n.Rack, "boot_device", device, "hard", in.Hard)
 	return nil
 }
 

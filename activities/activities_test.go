@@ -209,3 +209,37 @@ func TestCloneReplace(t *testing.T) {
 		t.Fatalf("replaced root = %+v, %v", root, err)
 	}
 }
+
+func TestPowerOff(t *testing.T) {
+	f := newFixture(t, "right")
+	if _, err := f.env.ExecuteActivity(f.acts.PowerCycle, workflows.PowerCycleInput{Node: "r01n01"}); err != nil {
+		t.Fatal(err)
+	}
+	if on, _, _ := f.machine.State(); !on {
+		t.Fatal("node not on after a power cycle")
+	}
+	_, _, gen := f.machine.State()
+	for i := range 2 {
+		if _, err := f.env.ExecuteActivity(f.acts.PowerOff, "r01n01"); err != nil {
+			t.Fatalf("power off %d: %v", i+1, err)
+		}
+		on, _, g := f.machine.State()
+		if on {
+			t.Fatalf("power off %d: node still on", i+1)
+		}
+		if i == 1 && g != gen+1 {
+			t.Errorf("second power off touched the off node (generation %d → %d)", gen, g)
+		}
+	}
+}
+
+func TestPowerOffErrors(t *testing.T) {
+	f := newFixture(t, "not-the-password")
+	_, err := f.env.ExecuteActivity(f.acts.PowerOff, "r01n01")
+	wantType(t, err, workflows.ErrBMCAuth)
+	if strings.Contains(err.Error(), "not-the-password") {
+		t.Errorf("error shows the password: %v", err)
+	}
+	_, err = f.env.ExecuteActivity(f.acts.PowerOff, "r09n01")
+	wantType(t, err, workflows.ErrUnknownNode)
+}

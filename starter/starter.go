@@ -58,24 +58,75 @@ type Run struct {
 // A node already running an operation gets ErrNodeBusy (wrapped, with the
 // running workflow's Run in the error's message), never a second operation.
 func (c *Client) Provision(ctx context.Context, in workflows.ProvisionInput) (Run, error) {
-	id := workflows.ProvisionWorkflowID(in.Node)
+	return c.startNodeOp(ctx, in.Node, nodeOp{
+		summary: fmt.Sprintf("provision %s → %s@%s", in.Node, in.Image, in.Version),
+		details: fmt.Sprintf("Node **%s** gets image **%s** version **%s**; check-in timeout %s per boot.",
+			in.Node, in.Image, in.Version, in.CheckInTimeoutOrDefault()),
+		image: in.Image, version: in.Version,
+	}, workflows.Provision, in)
+}
+
+// Reinstall starts workflows.Reinstall for in.Node with ID "node/<name>"
+// (ErrNodeBusy as Provision).
+func (c *Client) Reinstall(ctx context.Context, in workflows.ReinstallInput) (Run, error) {
+	drain := "no drain step"
+	if in.DrainURL != "" {
+		drain = fmt.Sprintf("drained through the inventory's webhook first (timeout %s)", in.DrainTimeoutOrDefault())
+	}
+	return c.startNodeOp(ctx, in.Node, nodeOp{
+		summary: fmt.Sprintf("reinstall %s → %s@%s", in.Node, in.Image, in.Version),
+		details: fmt.Sprintf("Node **%s** is wiped (its root destroyed) and gets image **%s** version **%s**; %s; check-in timeout %s per boot.",
+			in.Node, in.Image, in.Version, drain, workflows.ProvisionInput{CheckInTimeout: in.CheckInTimeout}.CheckInTimeoutOrDefault()),
+		image: in.Image, version: in.Version,
+	}, workflows.Reinstall, in)
+}
+
+// Release starts workflows.Release for in.Node with ID "node/<name>"
+// (ErrNodeBusy as Provision).
+func (c *Client) Release(ctx context.Context, in workflows.ReleaseInput) (Run, error) {
+	var power string
+	switch in.PolicyOrDefault() {
+	case workflows.ReleasePowerOff:
+		power = "powered off"
+	case workflows.ReleaseReference:
+		power = "power-cycled into its reference environment (local disk)"
+	default:
+		return Run{}, fmt.Errorf("release %s: policy %q: want %q or %q", in.Node, in.Policy, workflows.ReleasePowerOff, workflows.ReleaseReference)
+	}
+	return c.startNodeOp(ctx, in.Node, nodeOp{
+		summary: fmt.Sprintf("release %s (%s)", in.Node, in.PolicyOrDefault()),
+		details: fmt.Sprintf("Node **%s** is released: %s, boot profile local disk, export withdrawn, root destroyed.", in.Node, power),
+	}, workflows.Release, in)
+}
+
+// nodeOp is what the Web UI and visibility show of a node operation from
+// its start.
+type nodeOp struct {
+	summary, details string
+	image, version   string // empty for Release
+}
+
+// startNodeOp starts a single-node workflow under the node's lock ID.
+func (c *Client) startNodeOp(ctx context.Context, node string, op nodeOp, wf, in any) (Run, error) {
+	id := workflows.NodeWorkflowID(node)
 	opts := client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                workflows.TaskQueue,
 		WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            fmt.Sprintf("provision %s → %s@%s", in.Node, in.Image, in.Version),
-		StaticDetails: fmt.Sprintf("Node **%s** gets image **%s** version **%s**; check-in timeout %s per boot.",
-			in.Node, in.Image, in.Version, in.CheckInTimeoutOrDefault()),
-		Memo:                  map[string]any{"image": in.Image, "version": in.Version},
-		TypedSearchAttributes: workflows.StartAttributes(in.Node, in.Image),
+		StaticSummary:                            op.summary,
+		StaticDetails:                            op.details,
+		TypedSearchAttributes:                    workflows.StartAttributes(node, op.image),
 	}
-	run, err := c.c.ExecuteWorkflow(ctx, opts, workflows.Provision, in)
+	if op.image != "" {
+		opts.Memo = map[string]any{"image": op.image, "version": op.version}
+	}
+	run, err := c.c.ExecuteWorkflow(ctx, opts, wf, in)
 	if err != nil {
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &started) {
-			return Run{WorkflowID: id, RunID: started.RunId}, fmt.Errorf("%s: %w (workflow %s run %s)", in.Node, ErrNodeBusy, id, started.RunId)
+			return Run{WorkflowID: id, RunID: started.RunId}, fmt.Errorf("%s: %w (workflow %s run %s)", node, ErrNodeBusy, id, started.RunId)
 		}
 		return Run{}, fmt.Errorf("start %s: %w", id, err)
 	}
@@ -89,7 +140,48 @@ func (c *Client) WaitProvision(ctx context.Context, r Run) (workflows.ProvisionR
 	return res, err
 }
 
-// Progress queries a running or finished Provision.
+// WaitReinstall blocks until the run ends and returns its result.
+func (c *Client) WaitReinstall(ctx context.Context, r Run) (workflows.ReinstallResult, error) {
+	var res workflows.ReinstallResult
+	err := c.c.GetWorkflow(ctx, r.WorkflowID, r.RunID).Get(ctx, &res)
+	return res, err
+}
+
+// WaitRelease blocks until the run ends and returns its result.
+func (c *Client) WaitRelease(ctx context.Context, r Run) (workflows.ReleaseResult, error) {
+	var res workflows.ReleaseResult
+	err := c.c.GetWorkflow(ctx, r.WorkflowID, r.RunID).Get(ctx, &res)
+	return res, err
+}
+
+// SignalDrained tells the node's running Reinstall that the node is
+// drained. A node that runs no Reinstall yields ErrNoReinstall.
+func (c *Client) SignalDrained(ctx context.Context, node string) error {
+	id := workflows.NodeWorkflowID(node)
+	d, err := c.c.DescribeWorkflowExecution(ctx, id, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("%s: %w", node, ErrNoReinstall)
+	}
+	if err != nil {
+		return fmt.Errorf("describe %s: %w", id, err)
+	}
+	info := d.GetWorkflowExecutionInfo()
+	if info.GetType().GetName() != "Reinstall" || info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return fmt.Errorf("%s: %w (latest operation: %s, %s)", node, ErrNoReinstall, info.GetType().GetName(), info.GetStatus())
+	}
+	err = c.c.SignalWorkflow(ctx, id, info.GetExecution().GetRunId(), workflows.SignalDrained, nil)
+	if errors.As(err, &notFound) {
+		return fmt.Errorf("%s: %w", node, ErrNoReinstall)
+	}
+	return err
+}
+
+// ErrNoReinstall is returned when a drained signal is meant for a node that
+// runs no Reinstall.
+var ErrNoReinstall = errors.New("node runs no reinstall")
+
+// Progress queries a running or finished Provision, Reinstall or Release.
 func (c *Client) Progress(ctx context.Context, r Run) (workflows.Progress, error) {
 	v, err := c.c.QueryWorkflow(ctx, r.WorkflowID, r.RunID, workflows.QueryProgress)
 	if err != nil {
@@ -104,7 +196,7 @@ func (c *Client) Progress(ctx context.Context, r Run) (workflows.Progress, error
 // yields netboot.ErrNoOperation.
 func (c *Client) CheckIn(ctx context.Context, in netboot.CheckIn) error {
 	sig := workflows.CheckIn{Node: in.Node, Run: in.Run, Status: in.Status, Digest: in.Digest, Message: in.Message, At: time.Now().UTC()}
-	err := c.c.SignalWorkflow(ctx, workflows.ProvisionWorkflowID(in.Node), in.Run, workflows.SignalCheckIn, sig)
+	err := c.c.SignalWorkflow(ctx, workflows.NodeWorkflowID(in.Node), in.Run, workflows.SignalCheckIn, sig)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return fmt.Errorf("%s run %s: %w", in.Node, in.Run, netboot.ErrNoOperation)

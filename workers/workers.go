@@ -1,5 +1,6 @@
 // Package workers wires workflows and activities to task queues: the global
-// queue "rackflow" runs the workflows and LookupNode; each rack's queue
+// queue "rackflow" runs the workflows and the activities that need no rack
+// (LookupNode, ResolveNodes, RequestPermit, RequestDrain); each rack's queue
 // "rackflow-rack-<rack>" runs the activities that must run next to the rack.
 package workers
 
@@ -44,9 +45,12 @@ func Global(c client.Client, a *activities.Activities, o Options) worker.Worker 
 	w.RegisterWorkflowWithOptions(workflows.RackLimiter, workflow.RegisterOptions{Name: "RackLimiter"})
 	w.RegisterWorkflowWithOptions(workflows.Rollout, workflow.RegisterOptions{Name: "Rollout"})
 	w.RegisterWorkflowWithOptions(workflows.RackRollout, workflow.RegisterOptions{Name: "RackRollout"})
+	w.RegisterWorkflowWithOptions(workflows.Reinstall, workflow.RegisterOptions{Name: "Reinstall"})
+	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: "Release"})
 	w.RegisterActivityWithOptions(a.LookupNode, activity.RegisterOptions{Name: workflows.ActivityLookupNode})
 	w.RegisterActivityWithOptions(a.RequestPermit, activity.RegisterOptions{Name: workflows.ActivityRequestPermit})
 	w.RegisterActivityWithOptions(a.ResolveNodes, activity.RegisterOptions{Name: workflows.ActivityResolveNodes})
+	w.RegisterActivityWithOptions(a.RequestDrain, activity.RegisterOptions{Name: workflows.ActivityRequestDrain})
 	return w
 }
 
@@ -60,6 +64,7 @@ func Rack(c client.Client, rack string, a *activities.Activities, o Options) wor
 		workflows.ActivityUnexport:    a.Unexport,
 		workflows.ActivitySetBoot:     a.SetBoot,
 		workflows.ActivityPowerCycle:  a.PowerCycle,
+		workflows.ActivityPowerOff:    a.PowerOff,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

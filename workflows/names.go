@@ -19,13 +19,24 @@ const TaskQueue = "rackflow"
 // image server, boot-profile store, BMC network ("rackflow-rack-<rack>").
 func RackTaskQueue(rack string) string { return "rackflow-rack-" + rack }
 
-// ProvisionWorkflowID is the ID of every single-node operation on node:
-// "node/<name>". One node runs one operation at a time; the ID is the lock.
-func ProvisionWorkflowID(node string) string { return "node/" + node }
+// NodeWorkflowID is the ID of every single-node operation on node
+// (Provision, Reinstall, Release): "node/<name>". One node runs one
+// operation at a time; the ID is the lock.
+func NodeWorkflowID(node string) string { return "node/" + node }
+
+// ProvisionWorkflowID is NodeWorkflowID, under the name it had when
+// Provision was the only single-node operation.
+//
+// Deprecated: use NodeWorkflowID.
+func ProvisionWorkflowID(node string) string { return NodeWorkflowID(node) }
 
 // Signal and query names.
 const (
 	SignalCheckIn = "check-in" // payload CheckIn
+	// SignalDrained tells a Reinstall waiting in its drain step that the
+	// node's users are off it (no payload; the webhook names the workflow
+	// and run to signal).
+	SignalDrained = "drained"
 	QueryProgress = "progress" // result Progress
 )
 
@@ -38,6 +49,10 @@ const (
 	ActivityUnexport    = "Unexport"
 	ActivitySetBoot     = "SetBoot"
 	ActivityPowerCycle  = "PowerCycle"
+	ActivityPowerOff    = "PowerOff"
+	// ActivityRequestDrain asks the inventory's webhook to drain a node
+	// (global queue).
+	ActivityRequestDrain = "RequestDrain"
 	// ActivityRequestPermit signals-with-start the rack's limiter with a
 	// PermitRequest (global queue).
 	ActivityRequestPermit = "RequestPermit"
@@ -66,9 +81,13 @@ func SearchAttributes() map[string]enums.IndexedValueType {
 // Phase is where a node operation stands; it is the RackflowPhase attribute.
 type Phase string
 
-// Phases of Provision in the order they happen.
+// Phases of the node operations. Provision goes from starting to
+// provisioned; Reinstall drains and destroys the root first; Release goes
+// from starting to released.
 const (
 	PhaseStarting    Phase = "starting"
+	PhaseDraining    Phase = "draining"
+	PhaseDestroying  Phase = "destroying-root"
 	PhaseWaiting     Phase = "waiting-for-permit"
 	PhaseCloning     Phase = "cloning"
 	PhaseExporting   Phase = "exporting"
@@ -77,6 +96,9 @@ const (
 	PhaseAwaiting    Phase = "awaiting-check-in"
 	PhaseFinalizing  Phase = "finalizing"
 	PhaseProvisioned Phase = "provisioned"
+	PhasePoweringOff Phase = "powering-off"
+	PhaseUnexporting Phase = "unexporting"
+	PhaseReleased    Phase = "released"
 	PhaseUndoing     Phase = "undoing"
 	PhaseFailed      Phase = "failed"
 )
@@ -94,16 +116,23 @@ const (
 	ErrNodeReported   = "NodeReportedError"
 	ErrDigestMismatch = "DigestMismatch"
 	ErrUnknownRack    = "UnknownRack"
+	ErrInvalidPolicy  = "InvalidPolicy" // a Release policy that is not one of Release*
+	ErrDrainRejected  = "DrainRejected" // the drain webhook answered 4xx or its URL is unusable
+	ErrDrainTimeout   = "DrainTimeout"  // no drained signal within the drain timeout
 	// ErrRolloutNotCompleted fails a rollout that ended failed or
 	// cancelled; its details hold the RolloutResult.
 	ErrRolloutNotCompleted = "RolloutNotCompleted"
 )
 
 // StartAttributes are the search attributes a node operation starts with, so
-// that it is found by node and image before its first step runs.
+// that it is found by node and image before its first step runs. An empty
+// image (Release) is left unset.
 func StartAttributes(node, image string) temporal.SearchAttributes {
-	return temporal.NewSearchAttributes(
-		AttrNode.ValueSet(node), AttrImage.ValueSet(image), AttrPhase.ValueSet(string(PhaseStarting)))
+	set := []temporal.SearchAttributeUpdate{AttrNode.ValueSet(node), AttrPhase.ValueSet(string(PhaseStarting))}
+	if image != "" {
+		set = append(set, AttrImage.ValueSet(image))
+	}
+	return temporal.NewSearchAttributes(set...)
 }
 
 // RackAttributes are the search attributes of a rack-wide workflow.

@@ -11,7 +11,7 @@ import (
 // return them as non-retryable ApplicationErrors.
 var nonRetryable = []string{
 	ErrUnknownNode, ErrUnknownImage, ErrUnknownVersion, ErrInvalidName,
-	ErrRootConflict, ErrBMCAuth, ErrBMCDriver,
+	ErrRootConflict, ErrBMCAuth, ErrBMCDriver, ErrDrainRejected,
 }
 
 func retry(maxAttempts int32, maxInterval time.Duration) *temporal.RetryPolicy {
@@ -35,14 +35,14 @@ var (
 )
 
 // opts sets the options and a UI summary on the global task queue.
-func (p *provision) opts(ctx workflow.Context, o workflow.ActivityOptions, summary string) workflow.Context {
+func (p *nodeOp) opts(ctx workflow.Context, o workflow.ActivityOptions, summary string) workflow.Context {
 	o.TaskQueue = TaskQueue
 	o.Summary = summary
 	return workflow.WithActivityOptions(ctx, o)
 }
 
 // rackOpts runs the activity on the node's rack queue.
-func (p *provision) rackOpts(ctx workflow.Context, o workflow.ActivityOptions, summary string) workflow.Context {
+func (p *nodeOp) rackOpts(ctx workflow.Context, o workflow.ActivityOptions, summary string) workflow.Context {
 	o.TaskQueue = RackTaskQueue(p.node.Rack)
 	o.Summary = summary
 	return workflow.WithActivityOptions(ctx, o)

@@ -72,29 +72,32 @@ type Progress struct {
 // a non-retryable ApplicationError whose type is one of the Err* constants
 // when the cause is known.
 func Provision(ctx workflow.Context, in ProvisionInput) (ProvisionResult, error) {
-	in = in.withDefaults()
-	p := &provision{in: in, progress: Progress{Node: in.Node, Image: in.Image, Version: in.Version}}
-	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return p.progress, nil }); err != nil {
+	p := newProvision(in, "")
+	if err := p.progressQuery(ctx); err != nil {
 		return ProvisionResult{}, err
 	}
 	res, err := p.run(ctx)
-	if err != nil {
-		p.fail(ctx, err)
-	}
-	if p.permits != nil {
-		dctx, cancel := workflow.NewDisconnectedContext(ctx)
-		defer cancel()
-		p.permits.releaseAll(dctx)
-	}
+	p.end(ctx, err)
 	return res, err
 }
 
 type provision struct {
-	in       ProvisionInput
-	node     NodeInfo
-	progress Progress
-	undo     []undoStep
-	permits  *permits // nil in runs recorded before rack permits
+	nodeOp
+	in   ProvisionInput
+	undo []undoStep
+}
+
+// newProvision prepares the provisioning of in.Node; title heads the Web
+// UI details (default "**node** → image@version").
+func newProvision(in ProvisionInput, title string) *provision {
+	in = in.withDefaults()
+	if title == "" {
+		title = fmt.Sprintf("**%s** → %s@%s", in.Node, in.Image, in.Version)
+	}
+	return &provision{in: in, nodeOp: nodeOp{
+		title: title, boots: in.BootAttempts,
+		progress: Progress{Node: in.Node, Image: in.Image, Version: in.Version},
+	}}
 }
 
 type undoStep struct {
@@ -105,16 +108,16 @@ type undoStep struct {
 
 func (p *provision) run(ctx workflow.Context) (ProvisionResult, error) {
 	p.setPhase(ctx, PhaseStarting, "looking up "+p.in.Node)
-	if err := workflow.ExecuteActivity(p.opts(ctx, globalOpts, "look up "+p.in.Node+" in the inventory"),
-		ActivityLookupNode, p.in.Node).Get(ctx, &p.node); err != nil {
-		return ProvisionResult{}, fmt.Errorf("look up node: %w", err)
-	}
-	p.progress.Rack = p.node.Rack
-	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		AttrNode.ValueSet(p.node.Name), AttrRack.ValueSet(p.node.Rack), AttrImage.ValueSet(p.in.Image)); err != nil {
+	if err := p.lookup(ctx, p.in.Node, AttrImage.ValueSet(p.in.Image)); err != nil {
 		return ProvisionResult{}, err
 	}
+	return p.provisionNode(ctx)
+}
 
+// provisionNode runs the provisioning steps on the node looked up: rack
+// permits, clone, export, install boot profile, boots, final boot profile.
+// Each completed step pushes its undo.
+func (p *provision) provisionNode(ctx workflow.Context) (ProvisionResult, error) {
 	if workflow.GetVersion(ctx, permitsVersion, workflow.DefaultVersion, 1) == 1 {
 		p.permits = newPermits(ctx, p.node)
 	}
@@ -175,23 +178,12 @@ func (p *provision) run(ctx workflow.Context) (ProvisionResult, error) {
 	}, nil
 }
 
-// withPermit runs step holding a rack permit of kind when the rack limits
-// it, released as soon as step ends. A nil step takes the permit for the
-// rest of the run (released when Provision ends).
-func (p *provision) withPermit(ctx workflow.Context, kind PermitKind, step func() error) error {
-	if p.permits == nil || !p.permits.limited(kind) {
-		if step == nil {
-			return nil
-		}
-		return step()
+// end undoes a failed run and returns the permits still held.
+func (p *provision) end(ctx workflow.Context, err error) {
+	if err != nil {
+		p.fail(ctx, err)
 	}
-	p.setPhase(ctx, PhaseWaiting, fmt.Sprintf("waiting for a %s permit of rack %s", kind, p.node.Rack))
-	id, err := p.permits.acquire(ctx, kind)
-	if err != nil || step == nil {
-		return err
-	}
-	defer p.permits.release(ctx, id)
-	return step()
+	p.releasePermits(ctx)
 }
 
 // boot power-cycles the node and waits for its check-in, escalating to a
@@ -268,26 +260,6 @@ func (p *provision) fail(ctx workflow.Context, cause error) {
 		}
 	}
 	p.setPhase(dctx, PhaseFailed, firstLine(cause.Error()))
-}
-
-func (p *provision) setPhase(ctx workflow.Context, phase Phase, step string) {
-	p.progress.Phase, p.progress.Step, p.progress.Since = phase, step, workflow.Now(ctx)
-	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrPhase.ValueSet(string(phase))); err != nil {
-		workflow.GetLogger(ctx).Error("upsert phase", "error", err)
-	}
-	workflow.SetCurrentDetails(ctx, p.details())
-}
-
-// details renders the progress as the Markdown the Web UI shows.
-func (p *provision) details() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "**%s** → %s@%s\n\n", p.in.Node, p.in.Image, p.in.Version)
-	fmt.Fprintf(&b, "| phase | step | boot | since |\n|---|---|---|---|\n| %s | %s | %d/%d | %s |\n",
-		p.progress.Phase, p.progress.Step, p.progress.BootAttempt, p.in.BootAttempts, p.progress.Since.UTC().Format(time.RFC3339))
-	if p.progress.Error != "" {
-		fmt.Fprintf(&b, "\n**error:** %s\n", firstLine(p.progress.Error))
-	}
-	return b.String()
 }
 
 func firstLine(s string) string {

@@ -148,7 +148,7 @@ func (r *rackRollout) start(ctx workflow.Context, sel workflow.Selector) {
 	r.p.Pending = len(r.in.Nodes)
 	childCtx, cancel := workflow.WithCancel(ctx)
 	childCtx = workflow.WithChildOptions(childCtx, workflow.ChildWorkflowOptions{
-		WorkflowID:            ProvisionWorkflowID(node),
+		WorkflowID:            NodeWorkflowID(node),
 		TaskQueue:             TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// Abandon: a node's provisioning outlives a rollout run that continues as new.

@@ -88,7 +88,7 @@ func newFleet(t *testing.T, silent ...string) *fleet {
 		f.mu.Unlock()
 		if !silent {
 			f.env.RegisterDelayedCallback(func() {
-				_ = f.env.SignalWorkflowByID(ProvisionWorkflowID(in.Node), SignalCheckIn, CheckIn{Node: in.Node, Run: run, Status: "ok", Digest: digest})
+				_ = f.env.SignalWorkflowByID(NodeWorkflowID(in.Node), SignalCheckIn, CheckIn{Node: in.Node, Run: run, Status: "ok", Digest: digest})
 			}, 30*time.Second)
 		}
 		return nil
