@@ -19,6 +19,7 @@ import (
 //	GET  /artifacts/<name>         file under ArtifactsDir (Range, ETag, Last-Modified; 404 otherwise)
 //	GET  /exports/<node>/<file>    file under the node's exported directory (Range, ETag, Last-Modified)
 //	POST /v1/checkin               agent check-in (see checkInHandler)
+//	POST /v1/identify              USB-identify (see identifyHandler), only with an Identifier
 //	GET  /healthz                  200 "ok"
 //
 // GET routes also answer HEAD.
@@ -27,6 +28,7 @@ type httpServer struct {
 	artifacts string        // "" → /artifacts/ answers 404
 	base      func() string // "http://host:port" used in scripts
 	checkin   *checkInHandler
+	identify  *identifyHandler // nil → /v1/identify is not served
 	log       *slog.Logger
 }
 
@@ -36,6 +38,9 @@ func (h *httpServer) handler() http.Handler {
 	mux.HandleFunc("GET /artifacts/{name...}", h.artifact)
 	mux.HandleFunc("GET /exports/{node}/{file...}", h.export)
 	mux.Handle("/v1/checkin", h.checkin)
+	if h.identify != nil {
+		mux.Handle("/v1/identify", h.identify)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")

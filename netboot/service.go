@@ -43,6 +43,11 @@ type Config struct {
 	Signaler     Signaler     // receives verified check-ins; required with HTTPAddr
 	Logger       *slog.Logger // nil → discard
 
+	// Identifier receives verified USB-identify calls (POST /v1/identify,
+	// tokens MintIdentifyToken(CheckInKey, scope)); nil → the route is not
+	// served (404).
+	Identifier Identifier
+
 	// RAInterface names the interface on which IPv6 router solicitations
 	// get an empty router advertisement (see raResponder), so boot firmware
 	// does not wait for one; "" answers none. Needs CAP_NET_RAW.
@@ -218,6 +223,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.httpListener != nil {
 		h := &httpServer{store: s.store, artifacts: s.cfg.ArtifactsDir, base: s.HTTPBase, log: s.log,
 			checkin: &checkInHandler{key: s.cfg.CheckInKey, signaler: s.cfg.Signaler, log: s.log}}
+		if s.cfg.Identifier != nil {
+			h.identify = &identifyHandler{key: s.cfg.CheckInKey, identifier: s.cfg.Identifier, log: s.log}
+		}
 		httpSrv = &http.Server{
 			Handler:           h.handler(),
 			ReadHeaderTimeout: 10 * time.Second,

@@ -47,6 +47,7 @@ func Global(c client.Client, a *activities.Activities, o Options) worker.Worker 
 	w.RegisterWorkflowWithOptions(workflows.RackRollout, workflow.RegisterOptions{Name: "RackRollout"})
 	w.RegisterWorkflowWithOptions(workflows.Reinstall, workflow.RegisterOptions{Name: "Reinstall"})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: "Release"})
+	w.RegisterWorkflowWithOptions(workflows.Identify, workflow.RegisterOptions{Name: "Identify"})
 	w.RegisterActivityWithOptions(a.LookupNode, activity.RegisterOptions{Name: workflows.ActivityLookupNode})
 	w.RegisterActivityWithOptions(a.RequestPermit, activity.RegisterOptions{Name: workflows.ActivityRequestPermit})
 	w.RegisterActivityWithOptions(a.ResolveNodes, activity.RegisterOptions{Name: workflows.ActivityResolveNodes})

@@ -148,7 +148,7 @@ func netbootCommand() *cli.Command {
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
 				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"),
 				ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
-				CheckInKey: key, Reservations: inv, Signaler: cl, Logger: log,
+				CheckInKey: key, Reservations: inv, Signaler: cl, Identifier: cl, Logger: log,
 			})
 			if err != nil {
 				return err
