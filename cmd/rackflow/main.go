@@ -49,6 +49,7 @@ func app() *cli.App {
 			provisionCommand(), statusCommand(), imagesCommand(),
 			rolloutCommand(),
 			ldapCommand(), checkoutCommand(), releaseCommand(), ownersCommand(),
+			reinstallCommand(), drainedCommand(), identifyCommand(),
 		},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -40,50 +40,18 @@ func provisionCommand() *cli.Command {
 			return requireFlags(c, "image", "version")
 		},
 		Action: func(c *cli.Context) error {
-			nodes := c.Args().Slice()
-			if len(nodes) == 0 {
-				return badUsage(c, "name at least one node")
-			}
-			for _, v := range append([]string{c.String("image"), c.String("version")}, nodes...) {
-				if !inventory.ValidName(v) {
-					return badUsage(c, "%q is not a valid name ([a-z0-9][a-z0-9._-]*)", v)
-				}
-			}
-			cl, err := dial(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			var runs []starter.Run
-			failed := 0
-			for _, n := range nodes {
-				run, err := cl.Provision(c.Context, workflows.ProvisionInput{
-					Node: n, Image: c.String("image"), Version: c.String("version"), CheckInTimeout: c.Duration("check-in-timeout"),
-					ReplaceRoot: c.Bool("replace"),
-				})
-				if err != nil {
-					failed++
-					fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", n, err)
-					continue
-				}
-				fmt.Fprintf(c.App.Writer, "%s: started %s (run %s)\n", n, run.WorkflowID, run.RunID)
-				runs = append(runs, run)
-			}
-			if c.Bool("wait") {
-				for _, r := range runs {
+			return runNodeOps(c, nodeOp{
+				start: func(cl *starter.Client, n string) (starter.Run, error) {
+					return cl.Provision(c.Context, workflows.ProvisionInput{
+						Node: n, Image: c.String("image"), Version: c.String("version"), CheckInTimeout: c.Duration("check-in-timeout"),
+						ReplaceRoot: c.Bool("replace"),
+					})
+				},
+				wait: func(cl *starter.Client, r starter.Run) (string, error) {
 					res, err := cl.WaitProvision(c.Context, r)
-					if err != nil {
-						failed++
-						fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", r.WorkflowID, err)
-						continue
-					}
-					fmt.Fprintf(c.App.Writer, "%s: provisioned %s@%s\n", res.Node, res.Image, res.Version)
-				}
-			}
-			if failed > 0 {
-				return cli.Exit(fmt.Sprintf("%d of %d nodes failed", failed, len(nodes)), 1)
-			}
-			return nil
+					return fmt.Sprintf("%s: provisioned %s@%s", res.Node, res.Image, res.Version), err
+				},
+			}, c.String("image"), c.String("version"))
 		},
 	}
 }

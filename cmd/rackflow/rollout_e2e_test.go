@@ -22,22 +22,49 @@ import (
 // (pause, add-nodes, cancel --undo, show) and plain Temporal signals
 // (resume). r01n01 never checks in, so the rollout (window 1) is still on
 // it while it is steered.
+// freeTCPPort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// runCLI runs the rackflow CLI against the Temporal frontend at addr and
+// fails t unless it exits with want; it returns what the CLI printed.
+func runCLI(ctx context.Context, t *testing.T, addr string, want int, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	a := app()
+	a.Writer, a.ErrWriter = &out, &out
+	err := a.RunContext(ctx, append([]string{"rackflow", "--temporal-address", addr}, args...))
+	code := 0
+	var exit cli.ExitCoder
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		code = 1
+	}
+	if code != want {
+		t.Fatalf("rackflow %s: exit %d (%v), want %d\n%s", strings.Join(args, " "), code, err, want, out.String())
+	}
+	return out.String()
+}
+
 func TestRolloutOperatedByCLIAndAPI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bmcPort := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	env, err := dev.Start(ctx, dev.Options{
 		StateDir: t.TempDir(), Racks: 2, Nodes: 3, InMemory: true, Store: "dir",
 		FrontendAddr: "127.0.0.1:0", DHCPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		BMCPort: bmcPort, ImageSize: 64 << 10,
+		BMCPort: freeTCPPort(t), ImageSize: 64 << 10,
 		Faults: map[string]vrack.Fault{"r01n01": vrack.FaultNoCheckIn},
 	})
 	if err != nil {
@@ -47,22 +74,7 @@ func TestRolloutOperatedByCLIAndAPI(t *testing.T) {
 	addr := env.Temporal.FrontendAddr()
 	run := func(want int, args ...string) string {
 		t.Helper()
-		var out bytes.Buffer
-		a := app()
-		a.Writer, a.ErrWriter = &out, &out
-		err := a.RunContext(ctx, append([]string{"rackflow", "--temporal-address", addr}, args...))
-		code := 0
-		var exit cli.ExitCoder
-		switch {
-		case errors.As(err, &exit):
-			code = exit.ExitCode()
-		case err != nil:
-			code = 1
-		}
-		if code != want {
-			t.Fatalf("rackflow %s: exit %d (%v), want %d\n%s", strings.Join(args, " "), code, err, want, out.String())
-		}
-		return out.String()
+		return runCLI(ctx, t, addr, want, args...)
 	}
 	state := func() workflows.RolloutProgress {
 		t.Helper()

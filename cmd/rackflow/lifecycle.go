@@ -1,0 +1,209 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/rackflow/rackflow/activities/inventory"
+	"github.com/rackflow/rackflow/starter"
+	"github.com/rackflow/rackflow/workflows"
+)
+
+func reinstallCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "reinstall",
+		Usage:     "reinstall nodes: optionally drain through a webhook, destroy the root, provision again (one Reinstall workflow per node)",
+		ArgsUsage: "NODE…",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "image", Usage: "golden image name"},
+			&cli.StringFlag{Name: "version", Usage: "image version (snapshot)"},
+			&cli.StringFlag{Name: "drain-url", Usage: "webhook asked to drain each node first; the reinstall waits for the drained signal"},
+			&cli.DurationFlag{Name: "drain-timeout", Value: workflows.DefaultDrainTimeout, Usage: "how long to wait for drained (then nothing is touched)"},
+			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait for every node and exit 1 if any failed"},
+		},
+		Before: func(c *cli.Context) error {
+			return requireFlags(c, "image", "version")
+		},
+		Action: func(c *cli.Context) error {
+			return runNodeOps(c, nodeOp{
+				start: func(cl *starter.Client, n string) (starter.Run, error) {
+					return cl.Reinstall(c.Context, workflows.ReinstallInput{
+						Node: n, Image: c.String("image"), Version: c.String("version"),
+						DrainURL: c.String("drain-url"), DrainTimeout: c.Duration("drain-timeout"), CheckInTimeout: c.Duration("check-in-timeout"),
+					})
+				},
+				wait: func(cl *starter.Client, r starter.Run) (string, error) {
+					res, err := cl.WaitReinstall(c.Context, r)
+					return fmt.Sprintf("%s: reinstalled %s@%s", res.Node, res.Image, res.Version), err
+				},
+			}, c.String("image"), c.String("version"))
+		},
+	}
+}
+
+func drainedCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "drained",
+		Usage:     "tell a node's waiting Reinstall that the node is drained (what the drain webhook's system does)",
+		ArgsUsage: "NODE",
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 || !inventory.ValidName(c.Args().First()) {
+				return badUsage(c, "name one node")
+			}
+			cl, err := dial(c)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			return cl.SignalDrained(c.Context, c.Args().First())
+		},
+	}
+}
+
+func identifyCommand() *cli.Command {
+	scopeArg := func(c *cli.Context) (string, error) {
+		if c.NArg() != 1 || !inventory.ValidName(c.Args().First()) {
+			return "", badUsage(c, "name one scope (a rack or subnet label)")
+		}
+		return c.Args().First(), nil
+	}
+	// signal builds skip/undo/finish: they take a scope and an optional slot.
+	signal := func(name, usage string, send func(cl *starter.Client, c *cli.Context, scope string) error) *cli.Command {
+		return &cli.Command{
+			Name: name, Usage: usage, ArgsUsage: "SCOPE",
+			Flags: []cli.Flag{&cli.IntFlag{Name: "slot", Usage: "the slot the command is meant for (ignored by the workflow when it is not)"}},
+			Action: func(c *cli.Context) error {
+				scope, err := scopeArg(c)
+				if err != nil {
+					return err
+				}
+				cl, err := dial(c)
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				return send(cl, c, scope)
+			},
+		}
+	}
+	return &cli.Command{
+		Name:  "identify",
+		Usage: "identify new machines by a physical act (USB thumb drive), assigning names and addresses in rack order (Purdue)",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "start",
+				Usage:     "start identify/<SCOPE> with an address plan: a YAML list of {slot, name, ip} in rack order (slot optional)",
+				ArgsUsage: "SCOPE",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "plan", Usage: "address plan file"},
+					&cli.IntFlag{Name: "first-slot", Value: 1, Usage: "slot of the first entry without one"},
+				},
+				Before: func(c *cli.Context) error { return requireFlags(c, "plan") },
+				Action: func(c *cli.Context) error {
+					scope, err := scopeArg(c)
+					if err != nil {
+						return err
+					}
+					plan, err := readPlan(c.String("plan"))
+					if err != nil {
+						return badUsage(c, "%v", err)
+					}
+					in := workflows.IdentifyInput{Scope: scope, FirstSlot: c.Int("first-slot"), Plan: plan}
+					if _, err := workflows.ValidateIdentifyInput(in); err != nil {
+						return badUsage(c, "%v", err)
+					}
+					cl, err := dial(c)
+					if err != nil {
+						return err
+					}
+					defer cl.Close()
+					run, err := cl.StartIdentify(c.Context, in)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "%s: started %s (run %s): %s\n", scope, run.WorkflowID, run.RunID, starter.IdentifySummary(in))
+					return nil
+				},
+			},
+			signal("skip", "the next position is dead on arrival: the next machine gets the one after", func(cl *starter.Client, c *cli.Context, scope string) error {
+				return cl.IdentifySkip(c.Context, scope, c.Int("slot"))
+			}),
+			signal("undo", "take back the last assignment or skip (the wrong machine was identified)", func(cl *starter.Client, c *cli.Context, scope string) error {
+				return cl.IdentifyUndo(c.Context, scope, c.Int("slot"))
+			}),
+			signal("finish", "end the identification; the result lists every assignment", func(cl *starter.Client, c *cli.Context, scope string) error {
+				return cl.IdentifyFinish(c.Context, scope)
+			}),
+			{
+				Name:      "status",
+				Usage:     "show the positions assigned, skipped and next",
+				ArgsUsage: "SCOPE",
+				Action: func(c *cli.Context) error {
+					scope, err := scopeArg(c)
+					if err != nil {
+						return err
+					}
+					cl, err := dial(c)
+					if err != nil {
+						return err
+					}
+					defer cl.Close()
+					st, err := cl.IdentifyStatus(c.Context, scope)
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return writeJSON(c.App.Writer, st)
+					}
+					return printIdentifyStatus(c, st)
+				},
+			},
+		},
+	}
+}
+
+func printIdentifyStatus(c *cli.Context, st workflows.IdentifyStatus) error {
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLOT\tNAME\tIP\tMAC")
+	for _, a := range st.Assignments {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", a.Slot, a.Name, a.IP, a.MAC)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	next := "none (every position is filled)"
+	if st.Next != nil {
+		next = fmt.Sprintf("slot %d (%s, %s)", st.Next.Slot, st.Next.Name, st.Next.IP)
+	}
+	_, err := fmt.Fprintf(c.App.Writer, "%s: %d of %d positions free, next %s, skipped %v\n", st.Scope, st.Remaining, st.Total, next, st.Skipped)
+	return err
+}
+
+// readPlan reads an address plan: a YAML list of {slot, name, ip}.
+func readPlan(path string) ([]workflows.PlanEntry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	var entries []struct {
+		Slot int    `yaml:"slot"`
+		Name string `yaml:"name"`
+		IP   string `yaml:"ip"`
+	}
+	if err := yaml.Unmarshal(data, &entries); err != nil {
+		return nil, fmt.Errorf("plan %s: %w", path, err)
+	}
+	if len(entries) == 0 {
+		return nil, fmt.Errorf("plan %s: no entries", path)
+	}
+	plan := make([]workflows.PlanEntry, len(entries))
+	for i, e := range entries {
+		plan[i] = workflows.PlanEntry{Slot: e.Slot, Name: e.Name, IP: e.IP}
+	}
+	return plan, nil
+}
