@@ -113,8 +113,8 @@ func identifyCommand() *cli.Command {
 					if err != nil {
 						return badUsage(c, "%v", err)
 					}
-					in := workflows.IdentifyInput{Scope: scope, FirstSlot: c.Int("first-slot"), Plan: plan}
-					if _, err := workflows.ValidateIdentifyInput(in); err != nil {
+					in, err := workflows.ValidateIdentifyInput(workflows.IdentifyInput{Scope: scope, FirstSlot: c.Int("first-slot"), Plan: plan})
+					if err != nil {
 						return badUsage(c, "%v", err)
 					}
 					cl, err := dial(c)
