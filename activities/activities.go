@@ -80,6 +80,9 @@ type Activities struct {
 	Images    ImageStore
 	Boot      BootStore
 	DialBMC   DialBMC
+	// Ownership is the ownership directory CheckOwner and ClearOwner ask;
+	// nil when the worker has none (they then fail OwnershipNotConfigured).
+	Ownership Ownership
 	// HTTPBase is the netboot HTTP URL nodes reach, e.g. "http://10.0.0.1:8880".
 	HTTPBase string
 	// CheckInKey signs the per-provision check-in tokens (HMAC-SHA256).

@@ -25,6 +25,7 @@ import (
 	"github.com/rackflow/rackflow/activities"
 	"github.com/rackflow/rackflow/activities/imagestore"
 	"github.com/rackflow/rackflow/activities/inventory"
+	"github.com/rackflow/rackflow/activities/ownership"
 	devldap "github.com/rackflow/rackflow/dev/ldap"
 	"github.com/rackflow/rackflow/dev/qemurig"
 	devtemporal "github.com/rackflow/rackflow/dev/temporal"
@@ -261,6 +262,13 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}
 	if env.QEMU != nil {
 		acts.KernelArgs = []string{"console=ttyS0"}
+	}
+	if env.LDAP != nil {
+		// The workflows' ownership checks bind as the directory's admin,
+		// the worker's service account in dev.
+		acts.Ownership = activities.LDAPOwnership{Config: ownership.Config{
+			URL: env.LDAP.URL, BaseDN: env.LDAP.BaseDN, BindDN: env.LDAP.AdminDN, Password: env.LDAP.AdminPassword,
+		}}
 	}
 	tc := env.Client.Temporal()
 	wo := workers.Options{Interceptors: o.Interceptors}

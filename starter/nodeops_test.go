@@ -113,3 +113,27 @@ func TestSignalDrained(t *testing.T) {
 		})
 	}
 }
+
+// TestStartNodeOperationUser: the requesting user travels in the input and
+// is RackflowOwner from the start.
+func TestStartNodeOperationUser(t *testing.T) {
+	const alice = "uid=alice,ou=people,dc=rackflow,dc=test"
+	m := &mocks.Client{}
+	var opts client.StartWorkflowOptions
+	var input workflows.ProvisionInput
+	m.On("ExecuteWorkflow", mock.Anything, mock.Anything, mock.Anything, mock.Anything).
+		Run(func(args mock.Arguments) {
+			opts = args.Get(1).(client.StartWorkflowOptions)
+			input = args.Get(3).(workflows.ProvisionInput)
+		}).
+		Return(startedRun("node/r01n01"), nil).Once()
+	if _, err := New(m).Provision(context.Background(), workflows.ProvisionInput{Node: "r01n01", Image: "demo", Version: "v1", User: alice}); err != nil {
+		t.Fatal(err)
+	}
+	if input.User != alice {
+		t.Errorf("input User = %q", input.User)
+	}
+	if owner, _ := opts.TypedSearchAttributes.GetKeyword(workflows.AttrOwner); owner != alice {
+		t.Errorf("RackflowOwner = %q, want %q", owner, alice)
+	}
+}

@@ -62,7 +62,7 @@ func (c *Client) Provision(ctx context.Context, in workflows.ProvisionInput) (Ru
 		summary: fmt.Sprintf("provision %s → %s@%s", in.Node, in.Image, in.Version),
 		details: fmt.Sprintf("Node **%s** gets image **%s** version **%s**; check-in timeout %s per boot.",
 			in.Node, in.Image, in.Version, in.CheckInTimeoutOrDefault()),
-		image: in.Image, version: in.Version,
+		image: in.Image, version: in.Version, user: in.User,
 	}, workflows.Provision, in)
 }
 
@@ -77,7 +77,7 @@ func (c *Client) Reinstall(ctx context.Context, in workflows.ReinstallInput) (Ru
 		summary: fmt.Sprintf("reinstall %s → %s@%s", in.Node, in.Image, in.Version),
 		details: fmt.Sprintf("Node **%s** is wiped (its root destroyed) and gets image **%s** version **%s**; %s; check-in timeout %s per boot.",
 			in.Node, in.Image, in.Version, drain, workflows.ProvisionInput{CheckInTimeout: in.CheckInTimeout}.CheckInTimeoutOrDefault()),
-		image: in.Image, version: in.Version,
+		image: in.Image, version: in.Version, user: in.User,
 	}, workflows.Reinstall, in)
 }
 
@@ -96,6 +96,7 @@ func (c *Client) Release(ctx context.Context, in workflows.ReleaseInput) (Run, e
 	return c.startNodeOp(ctx, in.Node, nodeOp{
 		summary: fmt.Sprintf("release %s (%s)", in.Node, in.PolicyOrDefault()),
 		details: fmt.Sprintf("Node **%s** is released: %s, boot profile local disk, export withdrawn, root destroyed.", in.Node, power),
+		user:    in.User,
 	}, workflows.Release, in)
 }
 
@@ -104,6 +105,7 @@ func (c *Client) Release(ctx context.Context, in workflows.ReleaseInput) (Run, e
 type nodeOp struct {
 	summary, details string
 	image, version   string // empty for Release
+	user             string // the requesting user (RackflowOwner); empty: none
 }
 
 // startNodeOp starts a single-node workflow under the node's lock ID.
@@ -117,7 +119,7 @@ func (c *Client) startNodeOp(ctx context.Context, node string, op nodeOp, wf, in
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            op.summary,
 		StaticDetails:                            op.details,
-		TypedSearchAttributes:                    workflows.StartAttributes(node, op.image),
+		TypedSearchAttributes:                    workflows.UserStartAttributes(node, op.image, op.user),
 	}
 	if op.image != "" {
 		opts.Memo = map[string]any{"image": op.image, "version": op.version}

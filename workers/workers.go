@@ -1,7 +1,8 @@
 // Package workers wires workflows and activities to task queues: the global
 // queue "rackflow" runs the workflows and the activities that need no rack
-// (LookupNode, ResolveNodes, RequestPermit, RequestDrain); each rack's queue
-// "rackflow-rack-<rack>" runs the activities that must run next to the rack.
+// (LookupNode, ResolveNodes, RequestPermit, RequestDrain, CheckOwner,
+// ClearOwner); each rack's queue "rackflow-rack-<rack>" runs the activities
+// that must run next to the rack.
 package workers
 
 import (
@@ -52,6 +53,8 @@ func Global(c client.Client, a *activities.Activities, o Options) worker.Worker 
 	w.RegisterActivityWithOptions(a.RequestPermit, activity.RegisterOptions{Name: workflows.ActivityRequestPermit})
 	w.RegisterActivityWithOptions(a.ResolveNodes, activity.RegisterOptions{Name: workflows.ActivityResolveNodes})
 	w.RegisterActivityWithOptions(a.RequestDrain, activity.RegisterOptions{Name: workflows.ActivityRequestDrain})
+	w.RegisterActivityWithOptions(a.CheckOwner, activity.RegisterOptions{Name: workflows.ActivityCheckOwner})
+	w.RegisterActivityWithOptions(a.ClearOwner, activity.RegisterOptions{Name: workflows.ActivityClearOwner})
 	return w
 }
 

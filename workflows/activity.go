@@ -71,3 +71,17 @@ type CheckIn struct {
 	Message string
 	At      time.Time // when the netboot service received it
 }
+
+// CheckOwnerInput asks whether User (a DN) may operate Node: it owns it or
+// is a member of it in the ownership directory. Not allowed is a
+// non-retryable NotOwner error naming the node, the user and the owner.
+type CheckOwnerInput struct {
+	Node, User string
+}
+
+// ClearOwnerInput clears Node's owner in the ownership directory (the
+// worker's service account force-releases it; a free node is fine). User
+// is who released the node, for the log.
+type ClearOwnerInput struct {
+	Node, User string
+}

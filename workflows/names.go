@@ -56,6 +56,12 @@ const (
 	// ActivityRequestPermit signals-with-start the rack's limiter with a
 	// PermitRequest (global queue).
 	ActivityRequestPermit = "RequestPermit"
+	// ActivityCheckOwner asks the ownership directory whether a user owns
+	// a node or is a member of it (global queue; CheckOwnerInput).
+	ActivityCheckOwner = "CheckOwner"
+	// ActivityClearOwner clears a node's owner in the ownership directory
+	// (global queue; ClearOwnerInput, result the previous owner's DN).
+	ActivityClearOwner = "ClearOwner"
 )
 
 // Typed search attributes (all Keyword), as in DESIGN.md "Visibility".
@@ -98,6 +104,7 @@ const (
 	PhaseProvisioned Phase = "provisioned"
 	PhasePoweringOff Phase = "powering-off"
 	PhaseUnexporting Phase = "unexporting"
+	PhaseClearOwner  Phase = "clearing-owner"
 	PhaseReleased    Phase = "released"
 	PhaseUndoing     Phase = "undoing"
 	PhaseFailed      Phase = "failed"
@@ -119,6 +126,17 @@ const (
 	ErrInvalidPolicy  = "InvalidPolicy" // a Release policy that is not one of Release*
 	ErrDrainRejected  = "DrainRejected" // the drain webhook answered 4xx or its URL is unusable
 	ErrDrainTimeout   = "DrainTimeout"  // no drained signal within the drain timeout
+	// ErrNotOwner: the requesting user (the input's User) neither owns the
+	// node nor is a member of it in the ownership directory.
+	ErrNotOwner = "NotOwner"
+	// ErrOwnershipNotConfigured: an input names a User but the worker has
+	// no ownership directory to check it against.
+	ErrOwnershipNotConfigured = "OwnershipNotConfigured"
+	// ErrInvalidUser: the input's User is not a distinguished name.
+	ErrInvalidUser = "InvalidUser"
+	// ErrOwnershipAuth: the directory refused the worker's service account
+	// (wrong DN or password, or not allowed to read or clear owners).
+	ErrOwnershipAuth = "OwnershipAuth"
 	// ErrRolloutNotCompleted fails a rollout that ended failed or
 	// cancelled; its details hold the RolloutResult.
 	ErrRolloutNotCompleted = "RolloutNotCompleted"
@@ -128,9 +146,18 @@ const (
 // that it is found by node and image before its first step runs. An empty
 // image (Release) is left unset.
 func StartAttributes(node, image string) temporal.SearchAttributes {
+	return UserStartAttributes(node, image, "")
+}
+
+// UserStartAttributes are StartAttributes with RackflowOwner set to the
+// requesting user (left unset when user is empty).
+func UserStartAttributes(node, image, user string) temporal.SearchAttributes {
 	set := []temporal.SearchAttributeUpdate{AttrNode.ValueSet(node), AttrPhase.ValueSet(string(PhaseStarting))}
 	if image != "" {
 		set = append(set, AttrImage.ValueSet(image))
+	}
+	if user != "" {
+		set = append(set, AttrOwner.ValueSet(user))
 	}
 	return temporal.NewSearchAttributes(set...)
 }

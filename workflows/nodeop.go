@@ -19,6 +19,11 @@ type nodeOp struct {
 	node     NodeInfo
 	progress Progress
 	permits  *permits // nil when the operation takes no rack permits
+	// user is the requesting user's DN (the input's User): when set, the
+	// operation checks it may operate the node before touching anything,
+	// and it is the RackflowOwner search attribute. Empty: the caller is
+	// trusted and nothing is checked (runs recorded before ownership).
+	user string
 }
 
 // lookup looks the node up in the inventory and upserts its node and rack
@@ -29,8 +34,37 @@ func (p *nodeOp) lookup(ctx workflow.Context, name string, extra ...temporal.Sea
 		return fmt.Errorf("look up node: %w", err)
 	}
 	p.progress.Rack = p.node.Rack
+	if p.user != "" {
+		extra = append(extra, AttrOwner.ValueSet(p.user))
+	}
 	return workflow.UpsertTypedSearchAttributes(ctx,
 		append([]temporal.SearchAttributeUpdate{AttrNode.ValueSet(p.node.Name), AttrRack.ValueSet(p.node.Rack)}, extra...)...)
+}
+
+// checkOwner asks the ownership directory whether the requesting user owns
+// the node looked up or is a member of it; a refusal is the activity's
+// non-retryable NotOwner error (OwnershipNotConfigured when the worker has
+// no directory). Without a user it does nothing and adds no command, so
+// runs that name no user replay as before.
+func (p *nodeOp) checkOwner(ctx workflow.Context) error {
+	if p.user == "" {
+		return nil
+	}
+	p.setPhase(ctx, PhaseStarting, "checking that "+p.user+" may operate "+p.node.Name)
+	if err := workflow.ExecuteActivity(p.opts(ctx, ownerOpts, "check that "+p.user+" owns "+p.node.Name+" or is a member"),
+		ActivityCheckOwner, CheckOwnerInput{Node: p.node.Name, User: p.user}).Get(ctx, nil); err != nil {
+		return fmt.Errorf("ownership: %w", err)
+	}
+	return nil
+}
+
+// lookupAndCheck is lookup then checkOwner: the first steps of every node
+// operation.
+func (p *nodeOp) lookupAndCheck(ctx workflow.Context, name string, extra ...temporal.SearchAttributeUpdate) error {
+	if err := p.lookup(ctx, name, extra...); err != nil {
+		return err
+	}
+	return p.checkOwner(ctx)
 }
 
 // step runs one activity as a phase of the operation: the phase and step

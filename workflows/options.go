@@ -32,6 +32,11 @@ var (
 	shortOpts  = workflow.ActivityOptions{StartToCloseTimeout: time.Minute, RetryPolicy: retry(5, 30*time.Second)}
 	powerOpts  = workflow.ActivityOptions{StartToCloseTimeout: 2 * time.Minute, RetryPolicy: retry(4, 30*time.Second)}
 	undoOpts   = workflow.ActivityOptions{StartToCloseTimeout: 2 * time.Minute, RetryPolicy: retry(10, time.Minute)}
+	// ownerOpts: one directory request or two, a few quick retries.
+	ownerOpts = workflow.ActivityOptions{StartToCloseTimeout: 20 * time.Second, RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 4,
+		NonRetryableErrorTypes: append([]string{ErrNotOwner, ErrOwnershipNotConfigured, ErrInvalidUser, ErrOwnershipAuth}, nonRetryable...),
+	}}
 )
 
 // opts sets the options and a UI summary on the global task queue.

@@ -31,6 +31,12 @@ type ProvisionInput struct {
 	// ReplaceRoot replaces a root of another image or version (the node's
 	// data on it is lost) instead of failing with RootConflict.
 	ReplaceRoot bool
+	// User is the requesting user's DN. When set, the first step after the
+	// look-up checks in the ownership directory that User owns the node or
+	// is a member (else a non-retryable NotOwner error and nothing is
+	// touched), and User is the RackflowOwner search attribute. Empty: the
+	// caller is trusted and ownership is not checked.
+	User string
 }
 
 func (in ProvisionInput) withDefaults() ProvisionInput {
@@ -97,6 +103,7 @@ func newProvision(in ProvisionInput, title string) *provision {
 	return &provision{in: in, nodeOp: nodeOp{
 		title: title, boots: in.BootAttempts,
 		progress: Progress{Node: in.Node, Image: in.Image, Version: in.Version},
+		user:     in.User,
 	}}
 }
 
@@ -108,7 +115,7 @@ type undoStep struct {
 
 func (p *provision) run(ctx workflow.Context) (ProvisionResult, error) {
 	p.setPhase(ctx, PhaseStarting, "looking up "+p.in.Node)
-	if err := p.lookup(ctx, p.in.Node, AttrImage.ValueSet(p.in.Image)); err != nil {
+	if err := p.lookupAndCheck(ctx, p.in.Node, AttrImage.ValueSet(p.in.Image)); err != nil {
 		return ProvisionResult{}, err
 	}
 	return p.provisionNode(ctx)

@@ -36,7 +36,7 @@ func newRig(t *testing.T) *rig {
 	r.attrs = map[string]string{}
 	r.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)
-		for _, key := range []temporal.SearchAttributeKeyKeyword{AttrNode, AttrRack, AttrImage, AttrPhase} {
+		for _, key := range []temporal.SearchAttributeKeyKeyword{AttrNode, AttrRack, AttrImage, AttrPhase, AttrOwner} {
 			if v, ok := sa.GetKeyword(key); ok {
 				r.attrs[key.GetName()] = v
 				if key == AttrPhase {

@@ -35,6 +35,7 @@ type RackRolloutInput struct {
 	MaxFailures    FailureBudget
 	CheckInTimeout time.Duration
 	ReplaceRoots   bool
+	User           string       // requesting user's DN, for each Provision (RolloutInput.User)
 	Progress       RackProgress // counts so far (continue-as-new)
 	Provisioned    []string
 }
@@ -162,6 +163,7 @@ func (r *rackRollout) start(ctx workflow.Context, sel workflow.Selector) {
 	r.p.Running = len(r.running)
 	f := workflow.ExecuteChildWorkflow(childCtx, Provision, ProvisionInput{
 		Node: node, Image: r.in.Image, Version: r.in.Version, CheckInTimeout: r.in.CheckInTimeout, ReplaceRoot: r.in.ReplaceRoots,
+		User: r.in.User,
 	})
 	sel.AddFuture(f, func(f workflow.Future) {
 		var res ProvisionResult

@@ -28,6 +28,9 @@ type ReinstallInput struct {
 	// CheckInTimeout and BootAttempts are Provision's (same defaults).
 	CheckInTimeout time.Duration
 	BootAttempts   int
+	// User is Provision's: the requesting user's DN, checked (owner or
+	// member) before the drain or anything else.
+	User string
 }
 
 func (in ReinstallInput) withDefaults() ReinstallInput {
@@ -69,7 +72,7 @@ func Reinstall(ctx workflow.Context, in ReinstallInput) (ReinstallResult, error)
 	in = in.withDefaults()
 	p := newProvision(ProvisionInput{
 		Node: in.Node, Image: in.Image, Version: in.Version,
-		CheckInTimeout: in.CheckInTimeout, BootAttempts: in.BootAttempts,
+		CheckInTimeout: in.CheckInTimeout, BootAttempts: in.BootAttempts, User: in.User,
 	}, fmt.Sprintf("**%s** reinstall → %s@%s", in.Node, in.Image, in.Version))
 	if err := p.progressQuery(ctx); err != nil {
 		return ReinstallResult{}, err
@@ -82,7 +85,7 @@ func Reinstall(ctx workflow.Context, in ReinstallInput) (ReinstallResult, error)
 func reinstall(ctx workflow.Context, p *provision, in ReinstallInput) (ReinstallResult, error) {
 	var res ReinstallResult
 	p.setPhase(ctx, PhaseStarting, "looking up "+in.Node)
-	if err := p.lookup(ctx, in.Node, AttrImage.ValueSet(in.Image)); err != nil {
+	if err := p.lookupAndCheck(ctx, in.Node, AttrImage.ValueSet(in.Image)); err != nil {
 		return res, err
 	}
 	if in.DrainURL != "" {

@@ -21,6 +21,12 @@ const (
 type ReleaseInput struct {
 	Node   string
 	Policy string
+	// User is the requesting user's DN. When set, Release first checks
+	// that User owns the node or is a member (NotOwner otherwise, nothing
+	// touched) and, as its last step, clears the node's owner in the
+	// directory. Empty: the caller is trusted, nothing is checked and the
+	// directory is left alone.
+	User string
 }
 
 func (in ReleaseInput) withDefaults() ReleaseInput {
@@ -41,7 +47,9 @@ type ReleaseResult struct {
 // Release returns a node to the pool (workflow ID "node/<name>", the lock it
 // shares with Provision and Reinstall): look it up → power it off, or
 // power-cycle it into the reference environment (local disk) → boot profile
-// local disk → withdraw its export → destroy its root. Every step succeeds
+// local disk → withdraw its export → destroy its root (→ clear its owner in
+// the ownership directory, when the input names a User, who is checked
+// first). Every step succeeds
 // when there is nothing to do (a node already off, no export, no root), so a
 // Release also completes whatever a failed earlier operation left behind, and
 // running it twice is harmless. A failed step fails the run with the step's
@@ -52,6 +60,7 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseResult, error) {
 	r := &release{in: in, nodeOp: nodeOp{
 		title:    fmt.Sprintf("**%s** release (%s)", in.Node, in.Policy),
 		progress: Progress{Node: in.Node},
+		user:     in.User,
 	}}
 	if err := r.progressQuery(ctx); err != nil {
 		return ReleaseResult{}, err
@@ -78,7 +87,7 @@ func (r *release) run(ctx workflow.Context) (ReleaseResult, error) {
 			fmt.Sprintf("release policy %q: want %q or %q", r.in.Policy, ReleasePowerOff, ReleaseReference), ErrInvalidPolicy, nil)
 	}
 	r.setPhase(ctx, PhaseStarting, "looking up "+r.in.Node)
-	if err := r.lookup(ctx, r.in.Node); err != nil {
+	if err := r.lookupAndCheck(ctx, r.in.Node); err != nil {
 		return ReleaseResult{}, err
 	}
 	name := r.node.Name
@@ -110,8 +119,15 @@ func (r *release) run(ctx workflow.Context) (ReleaseResult, error) {
 		"destroy the root of "+name, ActivityDestroyRoot, name, nil); err != nil {
 		return ReleaseResult{}, fmt.Errorf("destroy root: %w", err)
 	}
-	// Clearing the node's owner in LDAP goes here, last: the node holds
-	// nothing of its user's any more.
+	// Last, the node holds nothing of its user's any more: it is free in
+	// the ownership directory (a user-requested release only).
+	if r.user != "" {
+		r.setPhase(ctx, PhaseClearOwner, "clearing the owner in the directory")
+		if err := workflow.ExecuteActivity(r.opts(ctx, ownerOpts, "clear the owner of "+name+" (released by "+r.user+")"),
+			ActivityClearOwner, ClearOwnerInput{Node: name, User: r.user}).Get(ctx, nil); err != nil {
+			return ReleaseResult{}, fmt.Errorf("clear owner: %w", err)
+		}
+	}
 
 	r.setPhase(ctx, PhaseReleased, "released ("+r.in.Policy+")")
 	return ReleaseResult{Node: name, Rack: r.node.Rack, Policy: r.in.Policy}, nil

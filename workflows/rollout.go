@@ -149,7 +149,7 @@ func (ro *rollout) startRack(ctx workflow.Context, sel workflow.Selector, g Rack
 	f := workflow.ExecuteChildWorkflow(childCtx, RackRollout, RackRolloutInput{
 		RolloutID: ro.in.ID, Rack: g.Rack, Nodes: g.Nodes, Image: ro.in.Image, Version: ro.in.Version,
 		Window: window, MaxFailures: ro.in.RackMaxFailures, CheckInTimeout: ro.in.CheckInTimeout,
-		ReplaceRoots: ro.in.ReplaceRoots,
+		ReplaceRoots: ro.in.ReplaceRoots, User: ro.in.User,
 	})
 	sel.AddFuture(f, func(f workflow.Future) {
 		var res RackRolloutResult

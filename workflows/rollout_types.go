@@ -108,6 +108,10 @@ type RolloutInput struct {
 	// ReplaceRoots lets nodes that run another image or version be
 	// re-provisioned (their roots are replaced).
 	ReplaceRoots bool
+	// User is the requesting user's DN, passed to every node's Provision:
+	// each node checks User owns it or is a member (a refused node fails
+	// with NotOwner and counts against the budget). Empty: not checked.
+	User string
 }
 
 // CancelRequest cancels a rollout: no new nodes start; with Undo, running

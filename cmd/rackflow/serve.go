@@ -12,9 +12,11 @@ import (
 	"github.com/rackflow/rackflow/activities"
 	"github.com/rackflow/rackflow/activities/imagestore"
 	"github.com/rackflow/rackflow/activities/inventory"
+	"github.com/rackflow/rackflow/activities/ownership"
 	"github.com/rackflow/rackflow/netboot"
 	"github.com/rackflow/rackflow/starter"
 	"github.com/rackflow/rackflow/workers"
+	"github.com/rackflow/rackflow/workflows"
 )
 
 var (
@@ -56,7 +58,7 @@ func workerCommand() *cli.Command {
 		Before: func(c *cli.Context) error {
 			return requireFlags(c, "inventory", "checkin-key", "http-base")
 		},
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			inventoryFlag, checkInKeyFlag, storeFlag,
 			&cli.StringSliceFlag{Name: "rack", Usage: "serve this rack's task queue (repeatable; default every rack of the inventory)"},
 			&cli.StringFlag{Name: "zfs-pool", Usage: "ZFS dataset under which images and roots live (selects the zfs backend)"},
@@ -65,9 +67,13 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "kernel", Value: "vmlinuz", Usage: "installer kernel, under the netboot artifacts"},
 			&cli.StringFlag{Name: "initrd", Value: "initrd.img", Usage: "installer initrd, under the netboot artifacts"},
 			&cli.StringSliceFlag{Name: "kernel-arg", Usage: "extra kernel command-line word (repeatable), e.g. console=ttyS0"},
-		},
+		}, ldapFlags()...), // the ownership directory, bound as the worker's service account
 		Action: func(c *cli.Context) error {
 			log, inv, key, err := serviceSetup(c)
+			if err != nil {
+				return err
+			}
+			owners, err := workerOwnership(c, log)
 			if err != nil {
 				return err
 			}
@@ -93,7 +99,7 @@ func workerCommand() *cli.Command {
 			acts := &activities.Activities{
 				Inventory: inv, Permits: cl, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
 				HTTPBase: c.String("http-base"), CheckInKey: key, Kernel: c.String("kernel"), Initrd: c.String("initrd"),
-				KernelArgs: c.StringSlice("kernel-arg"), Log: log,
+				KernelArgs: c.StringSlice("kernel-arg"), Ownership: owners, Log: log,
 			}
 			racks := c.StringSlice("rack")
 			if len(racks) == 0 {
@@ -116,6 +122,29 @@ func workerCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// workerOwnership is the worker's ownership directory from the --ldap-*
+// flags, bound as a service account that reads every server entry and
+// clears owners (an admin of the directory), checked by one bind at start.
+// Without --ldap-url the worker has none: runs that name a user then fail
+// with OwnershipNotConfigured, runs that name none are not checked.
+func workerOwnership(c *cli.Context, log *slog.Logger) (activities.Ownership, error) {
+	if c.String("ldap-url") == "" {
+		log.Warn("no ownership directory (--ldap-url): operations that name a user fail with " + workflows.ErrOwnershipNotConfigured)
+		return nil, nil
+	}
+	cfg, err := ldapConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := ownership.Dial(c.Context, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("ownership directory: %w", err)
+	}
+	_ = cl.Close()
+	log.Info("ownership directory", "ldap", cfg)
+	return activities.LDAPOwnership{Config: cfg}, nil
 }
 
 func netbootCommand() *cli.Command {
