@@ -25,6 +25,7 @@ func reinstallCommand() *cli.Command {
 			&cli.DurationFlag{Name: "drain-timeout", Value: workflows.DefaultDrainTimeout, Usage: "how long to wait for drained (then nothing is touched)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for every node and exit 1 if any failed"},
+			userFlag(),
 		},
 		Before: func(c *cli.Context) error {
 			return requireFlags(c, "image", "version")
@@ -35,6 +36,7 @@ func reinstallCommand() *cli.Command {
 					return cl.Reinstall(c.Context, workflows.ReinstallInput{
 						Node: n, Image: c.String("image"), Version: c.String("version"),
 						DrainURL: c.String("drain-url"), DrainTimeout: c.Duration("drain-timeout"), CheckInTimeout: c.Duration("check-in-timeout"),
+						User: c.String("user"),
 					})
 				},
 				wait: func(cl *starter.Client, r starter.Run) (string, error) {

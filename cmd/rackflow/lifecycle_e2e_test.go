@@ -64,6 +64,10 @@ func TestLifecycleByCLI(t *testing.T) {
 	if err != nil || !res.Drained || res.Version != "v1" {
 		t.Fatalf("drained reinstall = %+v, %v", res, err)
 	}
+	// A named user is checked by the worker; this one has no directory.
+	if out := run(1, "provision", "--image", "demo", "--version", "v1", "--user", "uid=alice,ou=people,dc=rackflow,dc=test", "--wait", "r01n02"); !strings.Contains(out, "ownership is not configured") {
+		t.Errorf("provision as a user without a directory printed:\n%s", out)
+	}
 	run(2, "reinstall", "r01n01") // no image/version
 	run(1, "drained", "r01n02")   // no reinstall waiting
 

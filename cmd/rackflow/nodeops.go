@@ -62,3 +62,12 @@ func runNodeOps(c *cli.Context, op nodeOp, names ...string) error {
 	}
 	return nil
 }
+
+// userFlag is the requesting user of a node operation: the worker checks in
+// the ownership directory that this DN owns each node or is a member
+// (NotOwner otherwise). It defaults to the DN the ownership commands bind
+// as; empty means no check.
+func userFlag() cli.Flag {
+	return &cli.StringFlag{Name: "user", EnvVars: []string{"RACKFLOW_LDAP_BIND_DN"},
+		Usage: "your DN: the worker checks in the directory that you own each node or are a member (empty: no check)"}
+}

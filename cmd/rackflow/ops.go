@@ -35,6 +35,7 @@ func provisionCommand() *cli.Command {
 			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for every node and exit 1 if any failed"},
 			&cli.BoolFlag{Name: "replace", Usage: "replace a root of another image or version (its data is lost)"},
+			userFlag(),
 		},
 		Before: func(c *cli.Context) error {
 			return requireFlags(c, "image", "version")
@@ -44,7 +45,7 @@ func provisionCommand() *cli.Command {
 				start: func(cl *starter.Client, n string) (starter.Run, error) {
 					return cl.Provision(c.Context, workflows.ProvisionInput{
 						Node: n, Image: c.String("image"), Version: c.String("version"), CheckInTimeout: c.Duration("check-in-timeout"),
-						ReplaceRoot: c.Bool("replace"),
+						ReplaceRoot: c.Bool("replace"), User: c.String("user"),
 					})
 				},
 				wait: func(cl *starter.Client, r starter.Run) (string, error) {

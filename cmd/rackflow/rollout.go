@@ -54,6 +54,7 @@ func rolloutStartCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "rack", Usage: "every node of these racks (R,… or repeated)"},
 			&cli.StringFlag{Name: "image", Usage: "golden image name"},
 			&cli.StringFlag{Name: "version", Usage: "image version (snapshot)"},
+			userFlag(),
 			&cli.StringFlag{Name: "max-failures", Usage: "overall failure budget: nodes (5) or a percentage (5%); past it no new node starts (default: no limit)"},
 			&cli.StringFlag{Name: "rack-max-failures", Usage: "failure budget of each rack, as --max-failures"},
 			&cli.IntFlag{Name: "window", Usage: "most unfinished nodes per rack at once (0: the rack's in-flight limit)"},
@@ -77,6 +78,7 @@ func rolloutStartCommand() *cli.Command {
 			in := workflows.RolloutInput{
 				ID: c.String("id"), Selector: sel, Image: c.String("image"), Version: c.String("version"),
 				Window: c.Int("window"), CheckInTimeout: c.Duration("check-in-timeout"), ReplaceRoots: c.Bool("replace"),
+				User: c.String("user"),
 			}
 			for _, v := range []string{in.Image, in.Version} {
 				if !inventory.ValidName(v) {
