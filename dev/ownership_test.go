@@ -3,15 +3,12 @@ package dev
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/rackflow/rackflow/activities/ownership"
-	devldap "github.com/rackflow/rackflow/dev/ldap"
 	"github.com/rackflow/rackflow/workflows"
 )
 
@@ -21,41 +18,10 @@ import (
 // API); bob's Provision of r01n01 is refused with NotOwner before anything
 // is touched; alice's Release of r01n02 leaves it free in the directory.
 func TestOwnershipGuardsNodeOps(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test")
-	}
-	if err := devldap.Available(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	env, err := Start(ctx, Options{
-		StateDir: t.TempDir(), Nodes: 3, InMemory: true, Store: "dir", LDAP: true,
-		FrontendAddr: "127.0.0.1:0", DHCPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		BMCPort: freePort(t), ImageSize: 1 << 20, CheckInTimeout: time.Minute,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.Close()
-	dial := func(uid string) *ownership.Client {
-		t.Helper()
-		dn := env.LDAP.UserDN(uid)
-		pw, err := os.ReadFile(env.LDAPUsers()[dn])
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := ownership.Dial(ctx, ownership.Config{URL: env.LDAP.URL, BaseDN: env.LDAP.BaseDN, BindDN: dn, Password: strings.TrimSpace(string(pw))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
-	alice, bob := dial("alice"), dial("bob")
+	env := startLDAPEnv(ctx, t, 3)
+	alice, bob := dialUser(ctx, t, env, "alice"), dialUser(ctx, t, env, "bob")
 	for _, n := range []string{"r01n01", "r01n02"} {
 		if err := alice.Checkout(ctx, n); err != nil {
 			t.Fatal(err)
@@ -75,7 +41,10 @@ func TestOwnershipGuardsNodeOps(t *testing.T) {
 		}
 	}
 	query := fmt.Sprintf("WorkflowType = 'Provision' AND ExecutionStatus = 'Completed' AND RackflowOwner = '%s'", alice.Me())
-	var resp *workflowservice.ListWorkflowExecutionsResponse
+	var (
+		resp *workflowservice.ListWorkflowExecutionsResponse
+		err  error
+	)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if resp, err = env.Client.Temporal().ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query}); err != nil {
 			t.Fatal(err)
