@@ -9,9 +9,9 @@
 // rig traffic stays in that namespace or on loopback.
 //
 // The rig needs root and the Debian packages listed in Packages; Missing says
-// what is absent. Start removes what a previous run in the same folder left
-// behind (VMs, BMCs, the namespace), also after a crash; Close removes
-// everything Start created.
+// what is absent. Start locks the folder (a second rig there is refused)
+// and removes what a previous run in it left behind (VMs, BMCs, the
+// namespace), also after a crash; Close removes everything Start created.
 package qemurig
 
 import (
@@ -167,6 +167,7 @@ type Rig struct {
 
 	cfg  Config
 	ns   string
+	lock *os.File // flock on <Dir>/.lock, held while the rig runs
 	bmcs []*exec.Cmd
 	log  *slog.Logger
 }
@@ -212,7 +213,14 @@ func Start(ctx context.Context, cfg Config) (r *Rig, err error) {
 		return nil, err
 	}
 	cfg.Dir = dir
-	r = &Rig{cfg: cfg, ns: namespaceName(dir), log: cfg.Log.With("component", "qemu-rig")}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	r = &Rig{cfg: cfg, ns: namespaceName(dir), lock: lock, log: cfg.Log.With("component", "qemu-rig")}
 	r.cleanup()
 	defer func() {
 		if err != nil {
@@ -220,9 +228,6 @@ func Start(ctx context.Context, cfg Config) (r *Rig, err error) {
 			r = nil
 		}
 	}()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return r, err
-	}
 	chassis := filepath.Join(dir, "chassis.sh")
 	if err := os.WriteFile(chassis, chassisScript, 0o755); err != nil {
 		return r, err
@@ -442,10 +447,35 @@ func (n Node) PoweredOn() bool {
 	return ok && alive(pid, "qemu-system")
 }
 
-// Close stops every VM and BMC and deletes the namespace. The folders stay
-// for inspection (disks, console and chassis logs).
+// Close stops every VM and BMC, deletes the namespace and unlocks the
+// folder. The node folders stay for inspection (disks, console and chassis
+// logs).
 func (r *Rig) Close() error {
-	return r.cleanup()
+	err := r.cleanup()
+	if r.lock != nil {
+		_ = r.lock.Close() // releases the flock
+		r.lock = nil
+	}
+	return err
+}
+
+// lockDir takes an exclusive flock on dir/.lock, so a second rig (another
+// rackflow dev on the same state dir) cannot tear this one down as stale.
+// The kernel drops the lock when the process dies, so a crashed rig's
+// folder is free again.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("qemu rig: %s is in use by another running rig", dir)
+		}
+		return nil, fmt.Errorf("qemu rig: lock %s: %w", dir, err)
+	}
+	return f, nil
 }
 
 // cleanup kills the VMs and BMCs recorded in the rig folder (this run's or

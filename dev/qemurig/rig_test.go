@@ -1,9 +1,12 @@
 package qemurig_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -73,35 +76,42 @@ func TestRigBMC(t *testing.T) {
 	}
 }
 
-// TestRigRestartsAfterCrash starts a rig in a folder where an earlier rig
-// was left running (as after a crash): Start stops its BMCs and VM and
-// replaces its namespace; Close leaves nothing behind.
+// TestRigRestartsAfterCrash starts a rig in a child process, powers a VM
+// on and kills the child (SIGKILL: no clean-up ran). A rig started in the
+// same folder stops the dead rig's BMC and VM and replaces its namespace;
+// while it runs, a third is refused; Close leaves nothing behind.
 func TestRigRestartsAfterCrash(t *testing.T) {
 	qemurig.Require(t)
 	ctx := testCtx(t, 2*time.Minute)
 	dir := t.TempDir()
-	stale, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 1})
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestRigCrashHelper$", "-test.count=1")
+	child.Env = append(os.Environ(), crashHelperDir+"="+dir)
+	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := stale.Nodes[0]
-	c, err := bmc.Open(ctx, bmc.Config{Driver: bmc.DriverIPMI, Address: n.BMCAddr, Username: qemurig.BMCUsername, Password: qemurig.BMCPassword}, nil)
-	if err != nil {
+	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.PowerOn(ctx); err != nil {
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "powered on ") {
+		_ = child.Process.Kill()
+		t.Fatalf("crash helper: %q, %v", line, err)
+	}
+	if err := child.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	if !n.PoweredOn() {
-		t.Fatal("VM not running after power on")
-	}
-	// No Close: the next Start must clean up.
+	_ = child.Wait()
+
 	rig, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 1})
 	if err != nil {
-		t.Fatalf("Start over a stale rig: %v", err)
+		t.Fatalf("Start over a crashed rig: %v", err)
 	}
-	if rig.Nodes[0].PoweredOn() {
-		t.Fatal("the stale VM still runs")
+	if rig.Nodes[0].PoweredOn() || strings.TrimSpace(line) != "powered on "+rig.Nodes[0].Name {
+		t.Fatalf("the crashed rig's VM still runs (helper said %q)", line)
+	}
+	if _, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 1}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a second rig in a running rig's folder: %v, want refused", err)
 	}
 	if err := rig.Close(); err != nil {
 		t.Fatal(err)
@@ -109,6 +119,34 @@ func TestRigRestartsAfterCrash(t *testing.T) {
 	if _, err := os.Stat("/run/netns/" + rig.Namespace()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("namespace %s still exists after Close (%v)", rig.Namespace(), err)
 	}
+}
+
+// crashHelperDir names the environment variable that makes
+// TestRigCrashHelper run: the rig folder of TestRigRestartsAfterCrash.
+const crashHelperDir = "RACKFLOW_RIG_CRASH_HELPER_DIR"
+
+// TestRigCrashHelper is TestRigRestartsAfterCrash's child: it starts a rig
+// of one node, powers it on, says so, and waits to be killed.
+func TestRigCrashHelper(t *testing.T) {
+	dir := os.Getenv(crashHelperDir)
+	if dir == "" {
+		t.Skip("helper process of TestRigRestartsAfterCrash")
+	}
+	ctx := testCtx(t, time.Minute)
+	rig, err := qemurig.Start(ctx, qemurig.Config{Dir: dir, Nodes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := rig.Nodes[0]
+	c, err := bmc.Open(ctx, bmc.Config{Driver: bmc.DriverIPMI, Address: n.BMCAddr, Username: qemurig.BMCUsername, Password: qemurig.BMCPassword}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PowerOn(ctx); err != nil || !n.PoweredOn() {
+		t.Fatalf("power on: %v (running %v)", err, n.PoweredOn())
+	}
+	fmt.Println("powered on " + n.Name)
+	<-ctx.Done() // killed before this
 }
 
 func TestStartRefusesBadConfig(t *testing.T) {
