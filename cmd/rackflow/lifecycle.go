@@ -41,7 +41,7 @@ func reinstallCommand() *cli.Command {
 				},
 				wait: func(cl *starter.Client, r starter.Run) (string, error) {
 					res, err := cl.WaitReinstall(c.Context, r)
-					return fmt.Sprintf("%s: reinstalled %s@%s", res.Node, res.Image, res.Version), err
+					return fmt.Sprintf("reinstalled %s@%s", res.Image, res.Version), err
 				},
 			}, c.String("image"), c.String("version"))
 		},
@@ -57,12 +57,7 @@ func drainedCommand() *cli.Command {
 			if c.NArg() != 1 || !inventory.ValidName(c.Args().First()) {
 				return badUsage(c, "name one node")
 			}
-			cl, err := dial(c)
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return cl.SignalDrained(c.Context, c.Args().First())
+			return withClient(c, func(cl *starter.Client) error { return cl.SignalDrained(c.Context, c.Args().First()) })
 		},
 	}
 }
@@ -74,25 +69,20 @@ func identifyCommand() *cli.Command {
 		}
 		return c.Args().First(), nil
 	}
-	// signal builds skip/undo/finish: they take a scope and an optional slot.
-	signal := func(name, usage string, send func(cl *starter.Client, c *cli.Context, scope string) error) *cli.Command {
+	// scoped builds the subcommands that act on one running scope.
+	scoped := func(name, usage string, flags []cli.Flag, act func(cl *starter.Client, c *cli.Context, scope string) error) *cli.Command {
 		return &cli.Command{
-			Name: name, Usage: usage, ArgsUsage: "SCOPE",
-			Flags: []cli.Flag{&cli.IntFlag{Name: "slot", Usage: "the slot the command is meant for (ignored by the workflow when it is not)"}},
+			Name: name, Usage: usage, ArgsUsage: "SCOPE", Flags: flags,
 			Action: func(c *cli.Context) error {
 				scope, err := scopeArg(c)
 				if err != nil {
 					return err
 				}
-				cl, err := dial(c)
-				if err != nil {
-					return err
-				}
-				defer cl.Close()
-				return send(cl, c, scope)
+				return withClient(c, func(cl *starter.Client) error { return act(cl, c, scope) })
 			},
 		}
 	}
+	slot := []cli.Flag{&cli.IntFlag{Name: "slot", Usage: "the slot the command is meant for (ignored by the workflow when it is not)"}}
 	return &cli.Command{
 		Name:  "identify",
 		Usage: "identify new machines by a physical act (USB thumb drive), assigning names and addresses in rack order (Purdue)",
@@ -119,52 +109,35 @@ func identifyCommand() *cli.Command {
 					if err != nil {
 						return badUsage(c, "%v", err)
 					}
-					cl, err := dial(c)
-					if err != nil {
+					return withClient(c, func(cl *starter.Client) error {
+						run, err := cl.StartIdentify(c.Context, in)
+						if err != nil {
+							return err
+						}
+						_, err = fmt.Fprintf(c.App.Writer, "%s: started %s (run %s): %s\n", scope, run.WorkflowID, run.RunID, starter.IdentifySummary(in))
 						return err
-					}
-					defer cl.Close()
-					run, err := cl.StartIdentify(c.Context, in)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(c.App.Writer, "%s: started %s (run %s): %s\n", scope, run.WorkflowID, run.RunID, starter.IdentifySummary(in))
-					return nil
+					})
 				},
 			},
-			signal("skip", "the next position is dead on arrival: the next machine gets the one after", func(cl *starter.Client, c *cli.Context, scope string) error {
+			scoped("skip", "the next position is dead on arrival: the next machine gets the one after", slot, func(cl *starter.Client, c *cli.Context, scope string) error {
 				return cl.IdentifySkip(c.Context, scope, c.Int("slot"))
 			}),
-			signal("undo", "take back the last assignment or skip (the wrong machine was identified)", func(cl *starter.Client, c *cli.Context, scope string) error {
+			scoped("undo", "take back the last assignment or skip (the wrong machine was identified)", slot, func(cl *starter.Client, c *cli.Context, scope string) error {
 				return cl.IdentifyUndo(c.Context, scope, c.Int("slot"))
 			}),
-			signal("finish", "end the identification; the result lists every assignment", func(cl *starter.Client, c *cli.Context, scope string) error {
+			scoped("finish", "end the identification; the result lists every assignment", nil, func(cl *starter.Client, c *cli.Context, scope string) error {
 				return cl.IdentifyFinish(c.Context, scope)
 			}),
-			{
-				Name:      "status",
-				Usage:     "show the positions assigned, skipped and next",
-				ArgsUsage: "SCOPE",
-				Action: func(c *cli.Context) error {
-					scope, err := scopeArg(c)
-					if err != nil {
-						return err
-					}
-					cl, err := dial(c)
-					if err != nil {
-						return err
-					}
-					defer cl.Close()
-					st, err := cl.IdentifyStatus(c.Context, scope)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return writeJSON(c.App.Writer, st)
-					}
-					return printIdentifyStatus(c, st)
-				},
-			},
+			scoped("status", "show the positions assigned, skipped and next", nil, func(cl *starter.Client, c *cli.Context, scope string) error {
+				st, err := cl.IdentifyStatus(c.Context, scope)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return writeJSON(c.App.Writer, st)
+				}
+				return printIdentifyStatus(c, st)
+			}),
 		},
 	}
 }

@@ -50,7 +50,7 @@ func provisionCommand() *cli.Command {
 				},
 				wait: func(cl *starter.Client, r starter.Run) (string, error) {
 					res, err := cl.WaitProvision(c.Context, r)
-					return fmt.Sprintf("%s: provisioned %s@%s", res.Node, res.Image, res.Version), err
+					return fmt.Sprintf("provisioned %s@%s", res.Image, res.Version), err
 				},
 			}, c.String("image"), c.String("version"))
 		},

@@ -168,20 +168,7 @@ func eachNode(c *cli.Context, op func(*ownership.Client, string) (string, error)
 		return err
 	}
 	defer cl.Close()
-	failed := 0
-	for _, n := range nodes {
-		msg, err := op(cl, n)
-		if err != nil {
-			failed++
-			fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", n, err)
-			continue
-		}
-		fmt.Fprintf(c.App.Writer, "%s: %s\n", n, msg)
-	}
-	if failed > 0 {
-		return cli.Exit(fmt.Sprintf("%d of %d nodes failed", failed, len(nodes)), 1)
-	}
-	return nil
+	return exitIfFailed(forEach(c, nodes, func(n string) (string, error) { return op(cl, n) }), len(nodes))
 }
 
 func ownersCommand() *cli.Command {
