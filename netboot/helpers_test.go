@@ -116,6 +116,15 @@ func startService(t *testing.T, mutate func(*Config)) *testEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(awaitRunning(t, svc, cancel, done))
+	return env
+}
+
+// awaitRunning waits until svc, whose Run reports on done and stops when
+// cancel is called, is ready; it returns the function that stops it (once)
+// and checks what Run returned.
+func awaitRunning(t *testing.T, svc *Service, cancel context.CancelFunc, done <-chan error) (stop func()) {
+	t.Helper()
 	select {
 	case <-svc.Ready():
 	case err := <-done:
@@ -125,18 +134,20 @@ func startService(t *testing.T, mutate func(*Config)) *testEnv {
 		cancel()
 		t.Fatal("service not ready after 10s")
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run returned %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("Run did not return within 30s of cancel")
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30s of cancel")
-		}
-	})
-	return env
+		})
+	}
 }
 
 func mustMAC(t *testing.T, s string) net.HardwareAddr {

@@ -156,29 +156,7 @@ func (n *nsNet) startService(t *testing.T, cfg Config) *nsService {
 		cancel()
 		t.Fatalf("entering namespace %s: %v", n.server, err)
 	}
-	select {
-	case <-svc.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("service not ready after 10s")
-	}
-	var once sync.Once
-	ns.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("Run did not return within 30s of cancel")
-			}
-		})
-	}
+	ns.stop = awaitRunning(t, svc, cancel, done)
 	t.Cleanup(ns.stop)
 	return ns
 }

@@ -46,19 +46,7 @@ func TestOwnershipBadUsageExits2(t *testing.T) {
 		{"ldap sync unknown flag", []string{"rackflow", "ldap", "sync", "--bogus"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var out bytes.Buffer
-			a := app()
-			a.Writer, a.ErrWriter = &out, &out
-			err := a.Run(tt.args)
-			var exit cli.ExitCoder
-			if !errors.As(err, &exit) || exit.ExitCode() != exitUsage {
-				t.Fatalf("%q: err = %v, want exit status %d", tt.args, err, exitUsage)
-			}
-			if !bytes.Contains(out.Bytes(), []byte("USAGE")) {
-				t.Errorf("no usage printed:\n%s", out.String())
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { expectUsageError(t, tt.args) })
 	}
 }
 

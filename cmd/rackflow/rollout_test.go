@@ -68,19 +68,7 @@ func TestRolloutBadUsageExits2(t *testing.T) {
 		{"show unknown flag", []string{"rackflow", "rollout", "show", "--undo", "a"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var out bytes.Buffer
-			a := app()
-			a.Writer, a.ErrWriter = &out, &out
-			err := a.Run(tt.args)
-			var exit cli.ExitCoder
-			if !errors.As(err, &exit) || exit.ExitCode() != exitUsage {
-				t.Fatalf("%q: err = %v, want exit status %d", tt.args, err, exitUsage)
-			}
-			if !bytes.Contains(out.Bytes(), []byte("USAGE")) {
-				t.Errorf("no usage printed:\n%s", out.String())
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { expectUsageError(t, tt.args) })
 	}
 }
 
@@ -347,5 +335,22 @@ func TestPrintSnapshot(t *testing.T) {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("snapshot lacks %q:\n%s", s, out.String())
 		}
+	}
+}
+
+// expectUsageError runs the CLI with args and fails t unless it exits with
+// the usage status and prints the usage.
+func expectUsageError(t *testing.T, args []string) {
+	t.Helper()
+	var out bytes.Buffer
+	a := app()
+	a.Writer, a.ErrWriter = &out, &out
+	err := a.Run(args)
+	var exit cli.ExitCoder
+	if !errors.As(err, &exit) || exit.ExitCode() != exitUsage {
+		t.Fatalf("%q: err = %v, want exit status %d", args, err, exitUsage)
+	}
+	if !bytes.Contains(out.Bytes(), []byte("USAGE")) {
+		t.Errorf("no usage printed:\n%s", out.String())
 	}
 }
