@@ -226,14 +226,26 @@ func (a *Activities) Unexport(ctx context.Context, node string) error {
 
 // SetBoot writes the boot profile of every MAC of the node, atomically per
 // MAC. An install profile carries the agent's arguments with a check-in token
-// bound to (node, run).
+// bound to (node, run); an identify profile the agent's identify arguments
+// (netboot.IdentifyArgs: identify URL, scope, and a token bound to the
+// scope). An invalid scope or an unknown mode is a non-retryable
+// InvalidName error.
 func (a *Activities) SetBoot(ctx context.Context, in workflows.SetBootInput) error {
 	n, err := a.node(in.Node)
 	if err != nil {
 		return err
 	}
 	p := netboot.Profile{Node: n.Name, Rack: n.Rack, Mode: netboot.ModeLocal}
-	if in.Mode == workflows.BootInstall {
+	switch in.Mode {
+	case workflows.BootLocal:
+	case workflows.BootIdentify:
+		args := netboot.IdentifyArgs{URL: a.HTTPBase + "/v1/identify", Scope: in.Scope, Token: netboot.MintIdentifyToken(a.CheckInKey, in.Scope)}
+		if err := args.Validate(); err != nil {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("identify boot profile of %s: %v", n.Name, err), workflows.ErrInvalidName, err)
+		}
+		p.Mode, p.Kernel, p.Initrd = netboot.ModeInstall, a.Kernel, a.Initrd
+		p.Args = append(append([]string{}, a.KernelArgs...), args.Encode()...)
+	case workflows.BootInstall:
 		p.Mode, p.Kernel, p.Initrd = netboot.ModeInstall, a.Kernel, a.Initrd
 		p.Args = append(append([]string{}, a.KernelArgs...), netboot.AgentArgs{
 			Node:       n.Name,
@@ -243,6 +255,8 @@ func (a *Activities) SetBoot(ctx context.Context, in workflows.SetBootInput) err
 			ImageURL:   in.ImageURL,
 			Digest:     in.Digest,
 		}.Encode()...)
+	default:
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("boot profile of %s: unknown mode %q", n.Name, in.Mode), workflows.ErrInvalidName, nil)
 	}
 	for _, mac := range n.MACs {
 		p.MAC = mac

@@ -119,6 +119,22 @@ func TestProvisionSteps(t *testing.T) {
 	if err != nil || !netboot.VerifyToken(f.acts.CheckInKey, "r01n01", "run-1", args.Token) || args.ImageURL != exp.URL {
 		t.Fatalf("agent args = %+v, %v", args, err)
 	}
+	// The identify profile: the same kernel, the agent in identify mode
+	// with a token bound to the scope.
+	if _, err := f.env.ExecuteActivity(f.acts.SetBoot, workflows.SetBootInput{Node: "r01n01", Mode: workflows.BootIdentify, Scope: "r01"}); err != nil {
+		t.Fatal(err)
+	}
+	ip, err := f.boot.Get("02:52:46:01:00:01")
+	if err != nil || ip.Mode != netboot.ModeInstall || ip.Kernel != p.Kernel {
+		t.Fatalf("identify profile = %+v, %v", ip, err)
+	}
+	iargs, err := netboot.ParseIdentifyArgs(ip.Args)
+	if err != nil || iargs.Scope != "r01" || iargs.URL != "http://127.0.0.1:8880/v1/identify" || !netboot.VerifyIdentifyToken(f.acts.CheckInKey, "r01", iargs.Token) {
+		t.Fatalf("identify args = %+v, %v", iargs, err)
+	}
+	if _, err := netboot.ParseAgentArgs(ip.Args); err == nil {
+		t.Fatal("an identify profile carries install arguments")
+	}
 	if _, err := f.env.ExecuteActivity(f.acts.PowerCycle, workflows.PowerCycleInput{Node: "r01n01"}); err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +180,14 @@ func TestBadInputIsNonRetryableAndChangesNothing(t *testing.T) {
 			_, err := f.env.ExecuteActivity(f.acts.SetBoot, workflows.SetBootInput{Node: "nope", Mode: workflows.BootLocal})
 			return err
 		}, workflows.ErrUnknownNode},
+		{"identify boot with an invalid scope", func() error {
+			_, err := f.env.ExecuteActivity(f.acts.SetBoot, workflows.SetBootInput{Node: "r01n01", Mode: workflows.BootIdentify, Scope: "R 1"})
+			return err
+		}, workflows.ErrInvalidName},
+		{"unknown boot mode", func() error {
+			_, err := f.env.ExecuteActivity(f.acts.SetBoot, workflows.SetBootInput{Node: "r01n01", Mode: "floppy"})
+			return err
+		}, workflows.ErrInvalidName},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,6 +36,9 @@ type IdentifyRequest struct {
 	MAC   string `json:"mac"`   // the node's MAC, any form net.ParseMAC takes (6 bytes)
 	Scope string `json:"scope"` // rack or subnet label from the identify profile
 	Token string `json:"token"` // MintIdentifyToken(key, scope)
+	// Confirm says the node applied its assignment (sent from the
+	// production address): the answer is the confirmed assignment.
+	Confirm bool `json:"confirm,omitempty"`
 }
 
 // IdentifyCall is what the Identifier gets: a verified request with a
@@ -44,6 +47,9 @@ type IdentifyCall struct {
 	Scope string
 	MAC   string // canonical, lower-case, colon-separated
 	From  string // the request's remote IP
+	// Confirm: the node confirms the assignment it applied (from its
+	// production address) instead of asking for one.
+	Confirm bool
 }
 
 // IdentifyAssignment is the answer of POST /v1/identify: the identity the
@@ -59,7 +65,9 @@ type IdentifyAssignment struct {
 // Identifier turns a verified identify call into the identify workflow's
 // update (implemented by package starter). It returns the MAC's
 // assignment — the same one again when the MAC already has one — or an
-// error wrapping ErrNoIdentify, ErrMACRefused or ErrPlanExhausted.
+// error wrapping ErrNoIdentify, ErrMACRefused or ErrPlanExhausted. A
+// confirmation (IdentifyCall.Confirm) returns the confirmed assignment, or
+// ErrMACRefused when the MAC has none (undone meanwhile).
 type Identifier interface {
 	Identify(ctx context.Context, c IdentifyCall) (IdentifyAssignment, error)
 }
@@ -166,7 +174,8 @@ func ParseIdentifyArgs(words []string) (IdentifyArgs, error) {
 
 // identifyHandler serves POST /v1/identify:
 //
-//	200 the assignment (IdentifyAssignment), new or the MAC's existing one
+//	200 the assignment (IdentifyAssignment), new or the MAC's existing one;
+//	    for a confirmation ("confirm": true) the confirmed assignment
 //	400 malformed JSON, unknown fields, missing or invalid mac/scope
 //	401 missing token
 //	403 token does not verify for the scope
@@ -175,6 +184,7 @@ func ParseIdentifyArgs(words []string) (IdentifyArgs, error) {
 //	    every position taken ("plan-exhausted")
 //	413 body larger than MaxIdentifyBody
 //	422 the identification refused the MAC ("mac-refused"), with the reason
+//	    (a confirmation: the MAC has no assignment)
 //	502 the Identifier failed otherwise
 //	504 the Identifier did not answer within 30 s (retry: same answer)
 //
@@ -216,7 +226,7 @@ func (h *identifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	a, err := h.identifier.Identify(ctx, IdentifyCall{Scope: req.Scope, MAC: mac, From: from})
+	a, err := h.identifier.Identify(ctx, IdentifyCall{Scope: req.Scope, MAC: mac, From: from, Confirm: req.Confirm})
 	if err != nil {
 		status, code := http.StatusBadGateway, ""
 		switch {
@@ -243,7 +253,11 @@ func (h *identifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, body)
 		return
 	}
-	log.Info("identified", "slot", a.Slot, "name", a.Name, "ip", a.IP)
+	if req.Confirm {
+		log.Info("identity confirmed", "slot", a.Slot, "name", a.Name, "ip", a.IP)
+	} else {
+		log.Info("identified", "slot", a.Slot, "name", a.Name, "ip", a.IP)
+	}
 	writeJSON(w, http.StatusOK, a)
 }
 

@@ -230,3 +230,21 @@ func TestIdentifyArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentifyHandlerPassesConfirm(t *testing.T) {
+	f := newFakeIdentifier()
+	srv := httptest.NewServer(&identifyHandler{key: testKey, identifier: f, log: testLogger(t)})
+	defer srv.Close()
+	for _, confirm := range []bool{false, true} {
+		b, _ := json.Marshal(IdentifyRequest{MAC: "02:52:46:00:00:01", Scope: "r01", Token: MintIdentifyToken(testKey, "r01"), Confirm: confirm})
+		resp, err := http.Post(srv.URL, "application/json", strings.NewReader(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		calls := f.take()
+		if resp.StatusCode != http.StatusOK || len(calls) != 1 || calls[0].Confirm != confirm {
+			t.Errorf("confirm=%v: HTTP %d, calls %+v", confirm, resp.StatusCode, calls)
+		}
+	}
+}

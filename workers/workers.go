@@ -49,6 +49,8 @@ func Global(c client.Client, a *activities.Activities, o Options) worker.Worker 
 	w.RegisterWorkflowWithOptions(workflows.Reinstall, workflow.RegisterOptions{Name: "Reinstall"})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: "Release"})
 	w.RegisterWorkflowWithOptions(workflows.Identify, workflow.RegisterOptions{Name: "Identify"})
+	w.RegisterWorkflowWithOptions(workflows.IdentifyBoot, workflow.RegisterOptions{Name: "IdentifyBoot"})
+	w.RegisterWorkflowWithOptions(workflows.CheckoutExpiry, workflow.RegisterOptions{Name: "CheckoutExpiry"})
 	w.RegisterActivityWithOptions(a.LookupNode, activity.RegisterOptions{Name: workflows.ActivityLookupNode})
 	w.RegisterActivityWithOptions(a.RequestPermit, activity.RegisterOptions{Name: workflows.ActivityRequestPermit})
 	w.RegisterActivityWithOptions(a.ResolveNodes, activity.RegisterOptions{Name: workflows.ActivityResolveNodes})

@@ -40,17 +40,22 @@ type BootMode string
 const (
 	BootLocal   BootMode = "local"   // boot the local disk (the node's default)
 	BootInstall BootMode = "install" // netboot the installer agent
+	// BootIdentify netboots the agent in identify mode: it waits for a USB
+	// drive and asks the scope's identification for its identity.
+	BootIdentify BootMode = "identify"
 )
 
 // SetBootInput writes the boot profile of every MAC of Node. For BootInstall,
 // ImageURL/Digest say what to install and Run (the workflow run ID) is bound
-// into the check-in token.
+// into the check-in token. For BootIdentify, Scope names the
+// identification the agent asks (its token is bound to the scope).
 type SetBootInput struct {
 	Node     string
 	Mode     BootMode
 	ImageURL string
 	Digest   string
 	Run      string
+	Scope    string `json:",omitempty"`
 }
 
 // PowerCycleInput power-cycles Node through its BMC after setting a one-time

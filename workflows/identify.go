@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,12 @@ const (
 	// asks again gets the same answer), ErrPlanExhausted or
 	// ErrIdentifyClosed.
 	UpdateIdentify = "identify"
+	// UpdateIdentifyConfirm records that the node applied its assignment
+	// (hostname and production address): payload IdentifyRequest, sent by
+	// the node from its production address, result the confirmed
+	// Assignment. Rejected with ErrInvalidMAC or ErrNotAssigned (the MAC
+	// has no position, e.g. it was undone). Confirming twice is harmless.
+	UpdateIdentifyConfirm = "confirm"
 	// SignalIdentifySkip marks the next position dead on arrival: the next
 	// identification gets the position after it. Payload SkipRequest.
 	SignalIdentifySkip = "skip"
@@ -55,6 +62,7 @@ const (
 	ErrMACAssigned    = "MACAssigned"    // the MAC already has a position: details hold its Assignment
 	ErrPlanExhausted  = "PlanExhausted"  // every position of the plan is assigned or skipped
 	ErrIdentifyClosed = "IdentifyClosed" // the identification is ending (finish signal or grace over)
+	ErrNotAssigned    = "NotAssigned"    // a confirmation for a MAC that has no position
 )
 
 // Limits and defaults of Identify.
@@ -123,6 +131,11 @@ type Assignment struct {
 	MAC  string    // canonical, lower-case, colon-separated
 	At   time.Time // workflow time of the identification
 	From string    `json:",omitempty"` // the request's source address (pool address)
+	// Confirmed is the workflow time of the node's confirmation that it
+	// applied the assignment (zero until then); ConfirmedFrom is the
+	// confirmation's source address, normally the production IP.
+	Confirmed     time.Time `json:",omitempty"`
+	ConfirmedFrom string    `json:",omitempty"`
 }
 
 // IdentifyAction is one entry of the undo history.
@@ -154,6 +167,7 @@ type IdentifyStatus struct {
 	Next        *PlanEntry // nil when every position is filled
 	Assignments []Assignment
 	Skipped     []int
+	Confirmed   int // assignments the nodes confirmed
 	Remaining   int // free positions (Next included)
 	Total       int
 	Undoable    int             // actions undo can still take back
@@ -323,6 +337,14 @@ func Identify(ctx workflow.Context, in IdentifyInput) (IdentifyResult, error) {
 	); err != nil {
 		return IdentifyResult{}, err
 	}
+	// Registering a handler adds no command: histories recorded before
+	// confirmations replay unchanged.
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateIdentifyConfirm,
+		func(ctx workflow.Context, r IdentifyRequest) (Assignment, error) { return w.confirm(ctx, r) },
+		workflow.UpdateHandlerOptions{Validator: w.validateConfirm},
+	); err != nil {
+		return IdentifyResult{}, err
+	}
 	w.render(ctx)
 	ended := "finished"
 	for {
@@ -470,6 +492,35 @@ func (w *identify) assign(ctx workflow.Context, r IdentifyRequest) (Assignment, 
 	return a, nil
 }
 
+// validateConfirm refuses a confirmation for a MAC without a position.
+func (w *identify) validateConfirm(r IdentifyRequest) error {
+	mac, err := CanonicalMAC(r.MAC)
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalidMAC, nil)
+	}
+	if _, ok := w.byMAC(mac); !ok {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s has no position in %s (undone, or never identified)", mac, w.st.Scope), ErrNotAssigned, nil)
+	}
+	return nil
+}
+
+// confirm records the node's confirmation of its assignment; a repeated
+// confirmation keeps the first one's time and address.
+func (w *identify) confirm(ctx workflow.Context, r IdentifyRequest) (Assignment, error) {
+	if err := w.validateConfirm(r); err != nil {
+		return Assignment{}, err
+	}
+	mac, _ := CanonicalMAC(r.MAC)
+	a := &w.st.Assignments[slices.IndexFunc(w.st.Assignments, func(a Assignment) bool { return a.MAC == mac })]
+	if a.Confirmed.IsZero() {
+		a.Confirmed, a.ConfirmedFrom = workflow.Now(ctx), r.From
+		workflow.GetLogger(ctx).Info("identity confirmed", "scope", w.st.Scope, "slot", a.Slot, "name", a.Name, "mac", mac, "from", r.From)
+		w.changed(ctx)
+	}
+	return *a, nil
+}
+
 func (w *identify) skip(ctx workflow.Context, r SkipRequest) {
 	log := workflow.GetLogger(ctx)
 	switch {
@@ -534,6 +585,11 @@ func (w *identify) status() IdentifyStatus {
 		Total:       len(w.st.Plan),
 		Undoable:    len(w.st.History),
 		Closing:     w.closing,
+	}
+	for _, a := range w.st.Assignments {
+		if !a.Confirmed.IsZero() {
+			s.Confirmed++
+		}
 	}
 	if !w.full() {
 		e := w.st.Plan[w.st.Next]
@@ -600,6 +656,9 @@ func (w *identify) details() string {
 			if ai < len(w.st.Assignments) && w.st.Assignments[ai].Slot == e.Slot {
 				a := w.st.Assignments[ai]
 				state, mac, at = "✅ assigned", "`"+a.MAC+"`", a.At.UTC().Format("15:04:05")
+				if !a.Confirmed.IsZero() {
+					state = "✅ confirmed"
+				}
 			} else if si < len(w.st.Skipped) && w.st.Skipped[si] == e.Slot {
 				state = "⏭ skipped"
 			}

@@ -510,3 +510,54 @@ func TestIdentifyDetailsWindow(t *testing.T) {
 		t.Errorf("window of a 200-position plan (%d rows):\n%s", rows, d)
 	}
 }
+
+// confirm sends the confirm update for m at offset at, from the address
+// the node took, recorded as label.
+func (r *identifyRig) confirm(at time.Duration, label, m, from string) {
+	r.env.RegisterDelayedCallback(func() {
+		o := &updateOutcome{}
+		r.outcomes[label] = o
+		r.env.UpdateWorkflow(UpdateIdentifyConfirm, label, &testsuite.TestUpdateCallback{
+			OnAccept: func() { o.accepted = true },
+			OnReject: func(err error) { o.rejected = err; o.done = true },
+			OnComplete: func(v any, err error) {
+				o.done, o.err = true, err
+				if a, ok := v.(Assignment); ok {
+					o.result = a
+				}
+			},
+		}, IdentifyRequest{MAC: m, From: from})
+	}, at)
+}
+
+func TestIdentifyConfirm(t *testing.T) {
+	r := newIdentifyRig(t)
+	r.identify(1*time.Minute, "a", mac(1))
+	r.confirm(2*time.Minute, "a confirms", mac(1), "10.1.0.1")
+	r.confirm(3*time.Minute, "a confirms again", mac(1), "10.9.9.9")
+	r.confirm(4*time.Minute, "stranger", mac(7), "10.1.0.7")
+	r.confirm(5*time.Minute, "bad mac", "not-a-mac", "10.1.0.7")
+	r.identify(6*time.Minute, "b", mac(2))
+	r.signal(7*time.Minute, SignalIdentifyUndo, UndoRequest{}) // b was the wrong machine
+	r.confirm(8*time.Minute, "b after undo", mac(2), "10.1.0.2")
+	r.status(9*time.Minute, "end")
+	r.signal(10*time.Minute, SignalIdentifyFinish, nil)
+	res := r.run(IdentifyInput{Scope: "r01", Plan: planOf(3)})
+
+	first := r.assigned("a confirms")
+	if first.Slot != 1 || first.Confirmed.IsZero() || first.ConfirmedFrom != "10.1.0.1" {
+		t.Fatalf("confirmation = %+v, want slot 1 confirmed from 10.1.0.1", first)
+	}
+	if again := r.assigned("a confirms again"); !again.Confirmed.Equal(first.Confirmed) || again.ConfirmedFrom != "10.1.0.1" {
+		t.Errorf("a second confirmation changed the first: %+v", again)
+	}
+	r.rejectedAs("stranger", ErrNotAssigned)
+	r.rejectedAs("bad mac", ErrInvalidMAC)
+	r.rejectedAs("b after undo", ErrNotAssigned)
+	if st := r.statuses["end"]; st.Confirmed != 1 || len(st.Assignments) != 1 {
+		t.Errorf("status = %+v, want one assignment, confirmed", st)
+	}
+	if len(res.Assignments) != 1 || res.Assignments[0].ConfirmedFrom != "10.1.0.1" {
+		t.Errorf("result = %+v", res)
+	}
+}

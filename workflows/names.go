@@ -106,6 +106,7 @@ const (
 	PhaseUnexporting Phase = "unexporting"
 	PhaseClearOwner  Phase = "clearing-owner"
 	PhaseReleased    Phase = "released"
+	PhaseIdentifying Phase = "identify-mode" // booted into identify mode, waiting for its USB drive
 	PhaseUndoing     Phase = "undoing"
 	PhaseFailed      Phase = "failed"
 )

@@ -35,6 +35,7 @@ type RackRolloutInput struct {
 	MaxFailures    FailureBudget
 	CheckInTimeout time.Duration
 	ReplaceRoots   bool
+	Reinstall      bool         `json:",omitempty"` // a Reinstall child per node instead of a Provision (RolloutInput.Reinstall)
 	User           string       // requesting user's DN, for each Provision (RolloutInput.User)
 	Progress       RackProgress // counts so far (continue-as-new)
 	Provisioned    []string
@@ -155,19 +156,25 @@ func (r *rackRollout) start(ctx workflow.Context, sel workflow.Selector) {
 		// Abandon: a node's provisioning outlives a rollout run that continues as new.
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		WaitForCancellation:   true,
-		StaticSummary:         fmt.Sprintf("provision %s → %s@%s (rollout %s)", node, r.in.Image, r.in.Version, r.in.RolloutID),
+		StaticSummary:         fmt.Sprintf("%s %s → %s@%s (rollout %s)", r.operation(), node, r.in.Image, r.in.Version, r.in.RolloutID),
 		Memo:                  map[string]any{"image": r.in.Image, "version": r.in.Version},
 		TypedSearchAttributes: temporal.NewSearchAttributes(AttrNode.ValueSet(node), AttrImage.ValueSet(r.in.Image), AttrRack.ValueSet(r.in.Rack), AttrRollout.ValueSet(r.in.RolloutID), AttrPhase.ValueSet(string(PhaseStarting))),
 	})
 	r.running[node] = cancel
 	r.p.Running = len(r.running)
-	f := workflow.ExecuteChildWorkflow(childCtx, Provision, ProvisionInput{
-		Node: node, Image: r.in.Image, Version: r.in.Version, CheckInTimeout: r.in.CheckInTimeout, ReplaceRoot: r.in.ReplaceRoots,
-		User: r.in.User,
-	})
+	var f workflow.ChildWorkflowFuture
+	if r.in.Reinstall {
+		f = workflow.ExecuteChildWorkflow(childCtx, Reinstall, ReinstallInput{
+			Node: node, Image: r.in.Image, Version: r.in.Version, CheckInTimeout: r.in.CheckInTimeout, User: r.in.User,
+		})
+	} else {
+		f = workflow.ExecuteChildWorkflow(childCtx, Provision, ProvisionInput{
+			Node: node, Image: r.in.Image, Version: r.in.Version, CheckInTimeout: r.in.CheckInTimeout, ReplaceRoot: r.in.ReplaceRoots,
+			User: r.in.User,
+		})
+	}
 	sel.AddFuture(f, func(f workflow.Future) {
-		var res ProvisionResult
-		err := f.Get(ctx, &res)
+		err := f.Get(ctx, nil)
 		delete(r.running, node)
 		r.p.Running = len(r.running)
 		ev := &NodeEvent{Node: node, Rack: r.in.Rack, OK: err == nil, At: workflow.Now(ctx)}
@@ -191,6 +198,22 @@ func (r *rackRollout) start(ctx workflow.Context, sel workflow.Selector) {
 		}
 		r.report(ctx, ev, false)
 	})
+}
+
+// operation names what the rack runs on each node.
+func (r *rackRollout) operation() string {
+	if r.in.Reinstall {
+		return "reinstall"
+	}
+	return "provision"
+}
+
+// reinstallWord prefixes a rollout's summary when it reinstalls.
+func reinstallWord(reinstall bool) string {
+	if reinstall {
+		return "reinstall "
+	}
+	return ""
 }
 
 func (r *rackRollout) fail(node, step, msg string) {

@@ -20,7 +20,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			for name, fn := range map[string]any{"Provision": Provision, "Rollout": Rollout, "RackRollout": RackRollout, "RackLimiter": RackLimiter, "Release": Release, "Reinstall": Reinstall, "Identify": Identify} {
+			for name, fn := range map[string]any{"Provision": Provision, "Rollout": Rollout, "RackRollout": RackRollout, "RackLimiter": RackLimiter, "Release": Release, "Reinstall": Reinstall, "Identify": Identify, "IdentifyBoot": IdentifyBoot, "CheckoutExpiry": CheckoutExpiry} {
 				r.RegisterWorkflowWithOptions(fn, workflow.RegisterOptions{Name: name})
 			}
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {

@@ -140,7 +140,7 @@ func (ro *rollout) startRack(ctx workflow.Context, sel workflow.Selector, g Rack
 		WorkflowID:            RackRolloutWorkflowID(ro.in.ID, g.Rack),
 		TaskQueue:             TaskQueue,
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-		StaticSummary:         fmt.Sprintf("rack %s → %s@%s, %d nodes (rollout %s)", g.Rack, ro.in.Image, ro.in.Version, len(g.Nodes), ro.in.ID),
+		StaticSummary:         fmt.Sprintf("rack %s → %s%s@%s, %d nodes (rollout %s)", g.Rack, reinstallWord(ro.in.Reinstall), ro.in.Image, ro.in.Version, len(g.Nodes), ro.in.ID),
 		TypedSearchAttributes: temporal.NewSearchAttributes(AttrRack.ValueSet(g.Rack), AttrRollout.ValueSet(ro.in.ID), AttrImage.ValueSet(ro.in.Image)),
 	})
 	rc := &rackChild{progress: RackProgress{Rack: g.Rack, Total: len(g.Nodes), Pending: len(g.Nodes)}}
@@ -149,7 +149,7 @@ func (ro *rollout) startRack(ctx workflow.Context, sel workflow.Selector, g Rack
 	f := workflow.ExecuteChildWorkflow(childCtx, RackRollout, RackRolloutInput{
 		RolloutID: ro.in.ID, Rack: g.Rack, Nodes: g.Nodes, Image: ro.in.Image, Version: ro.in.Version,
 		Window: window, MaxFailures: ro.in.RackMaxFailures, CheckInTimeout: ro.in.CheckInTimeout,
-		ReplaceRoots: ro.in.ReplaceRoots, User: ro.in.User,
+		ReplaceRoots: ro.in.ReplaceRoots, Reinstall: ro.in.Reinstall, User: ro.in.User,
 	})
 	sel.AddFuture(f, func(f workflow.Future) {
 		var res RackRolloutResult

@@ -276,3 +276,22 @@ func TestRolloutAddNodes(t *testing.T) {
 		t.Fatalf("provisioned %v of %d, want %v", res.Provisioned, res.Total, want)
 	}
 }
+
+func TestRolloutReinstall(t *testing.T) {
+	f := newFleet(t)
+	f.env.RegisterWorkflow(Reinstall)
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01"}}, Reinstall: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"r01n01", "r01n02", "r01n03"}
+	if !slices.Equal(res.Provisioned, want) {
+		t.Fatalf("provisioned %v, want %v", res.Provisioned, want)
+	}
+	// Every node ran Reinstall: its old root destroyed before the clone
+	// (a Provision that succeeds destroys nothing).
+	undone := slices.Sorted(slices.Values(f.undone))
+	if !slices.Equal(undone, want) {
+		t.Errorf("roots destroyed %v, want every node's: %v", undone, want)
+	}
+}

@@ -108,6 +108,10 @@ type RolloutInput struct {
 	// ReplaceRoots lets nodes that run another image or version be
 	// re-provisioned (their roots are replaced).
 	ReplaceRoots bool
+	// Reinstall runs each node's Reinstall instead of its Provision: the
+	// node's root is destroyed and cloned again whatever it ran (Purdue's
+	// reinstall instead of repair), so ReplaceRoots does not matter.
+	Reinstall bool `json:",omitempty"`
 	// User is the requesting user's DN, passed to every node's Provision:
 	// each node checks User owns it or is a member (a refused node fails
 	// with NotOwner and counts against the budget). Empty: not checked.

@@ -26,6 +26,7 @@ type agent struct {
 	net            *networkSetup
 	image          *imageFetcher
 	checkIn        *checkInPoster
+	ident          *identifyMode // used when the command line has rackflow.identify
 }
 
 // run does the steps (arguments, disk, network, image, digest, check-in),
@@ -44,6 +45,9 @@ func (a *agent) steps(parent context.Context) bool {
 		a.con.failed(err)
 		a.con.step("cannot check in: no kernel command line")
 		return false
+	}
+	if _, ok := lastValue(words, netboot.ArgIdentify); ok {
+		return a.identify(parent, words)
 	}
 	args, stepErr := netboot.ParseAgentArgs(words)
 	if stepErr != nil {

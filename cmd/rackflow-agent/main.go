@@ -35,6 +35,35 @@
 //     naming the failed step. Network errors and 5xx are retried (8 tries
 //     within 3 minutes); other non-2xx answers are final.
 //
+// # Identify mode
+//
+// When the command line has rackflow.identify=<URL> (with rackflow.scope
+// and rackflow.token, netboot.IdentifyArgs: the identify boot profile),
+// the agent identifies the machine instead (USB-identify, Purdue
+// "Steele"): it brings the network up as in step 2 (the temporary
+// address), notes the USB disks present, then looks /sys/block over every
+// 250 ms, for up to --identify-wait, for a new block device on a USB bus
+// (its sysfs path has a usb<N> element) with a medium and a /dev node: the
+// operator's thumb drive. It then POSTs netboot.IdentifyRequest {mac,
+// scope, token} to the URL (network errors, 5xx and 409 "no-identify" are
+// retried for 30 minutes), adds the answered production address to the
+// interface (with the temporary address's prefix length when the plan
+// gives none) and sets the hostname, and confirms with the same request
+// plus "confirm": true sent from the production address. Its lines:
+//
+//	rackflow-agent: [   7.62] identify scope=<scope> iface=<iface> mac=<mac>
+//	rackflow-agent: [   8.31] dhcp ok ...
+//	rackflow-agent: [   8.32] waiting for a USB drive (up to <d>; present: <names|none>)
+//	rackflow-agent: [  30.10] usb drive <name> (<removable|fixed>, /dev/<name>) after <s>s
+//	rackflow-agent: [  30.40] identified slot <n> name <name> ip <ip/prefix> (HTTP 200) in <s>s
+//	rackflow-agent: [  30.41] applied hostname <name> address <ip/prefix> on <iface>
+//	rackflow-agent: [  30.60] confirmed from <ip> (HTTP 200)
+//	rackflow-agent: done
+//
+// Failures print "FAILED <step>: ..." with the steps args:, iface:, link:,
+// dhcp:, usb:, identify:, apply:, confirm:, then "failed" (exit 1). There
+// is no check-in in identify mode.
+//
 // Errors in steps 1 and 3–4 are reported through the check-in. The agent
 // cannot report when the check-in URL, node, run or token is missing, or
 // when the network does not come up; it then prints why and exits 1 (the
@@ -90,6 +119,7 @@
 //	--timeout DURATION      bound on disk, network, image and digest steps (default 1h)
 //	--dhcp-timeout DURATION how long to try for a DHCP lease (default 60s)
 //	--no-dhcp               leave the network as it is (already configured)
+//	--identify-wait DURATION identify mode: how long to wait for a USB drive (default 2h)
 package main
 
 import (
@@ -115,6 +145,7 @@ func realMain(argv []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", time.Hour, "bound on the disk, network, image and digest steps")
 	dhcpTimeout := fs.Duration("dhcp-timeout", 60*time.Second, "how long to try for a DHCP lease")
 	noDHCP := fs.Bool("no-dhcp", false, "leave the network as it is (already configured)")
+	identifyWait := fs.Duration("identify-wait", 2*time.Hour, "identify mode: how long to wait for a USB drive")
 	if err := fs.Parse(argv); err != nil {
 		return 2
 	}
@@ -123,8 +154,8 @@ func realMain(argv []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	if *timeout <= 0 || *dhcpTimeout <= 0 {
-		fmt.Fprintln(stderr, "rackflow-agent: --timeout and --dhcp-timeout must be positive")
+	if *timeout <= 0 || *dhcpTimeout <= 0 || *identifyWait <= 0 {
+		fmt.Fprintln(stderr, "rackflow-agent: --timeout, --dhcp-timeout and --identify-wait must be positive")
 		return 2
 	}
 
@@ -157,6 +188,24 @@ func realMain(argv []string, stdout, stderr io.Writer) int {
 			client: &http.Client{Transport: newTransport(), Timeout: 15 * time.Second},
 			retry:  exponential(time.Second, 30*time.Second, 8, 3*time.Minute),
 			con:    con,
+		},
+		ident: &identifyMode{
+			sysBlock: "/sys/block",
+			devDir:   "/dev",
+			usbWait:  *identifyWait,
+			usbPoll:  250 * time.Millisecond,
+			// The identify update waits up to 30 s for the workflow.
+			client: &http.Client{Transport: newTransport(), Timeout: 45 * time.Second},
+			confirmClient: func(local net.IP) *http.Client {
+				t := newTransport()
+				t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: local}}).DialContext
+				return &http.Client{Transport: t, Timeout: 45 * time.Second}
+			},
+			// The operator may start the identification after the
+			// machines are up: "no-identify" is retried for 30 minutes.
+			retry:  exponential(time.Second, 30*time.Second, 0, 30*time.Minute),
+			apply:  systemIdentity{},
+			hwAddr: ifaceMAC,
 		},
 	}
 	if !a.run(context.Background()) {

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 )
 
@@ -25,3 +26,8 @@ func flushBlockDevice(f *os.File) error { return errNotLinux }
 
 // dropFileCache does nothing off Linux.
 func dropFileCache(f *os.File) error { return nil }
+
+// systemIdentity cannot apply an identity off Linux.
+type systemIdentity struct{}
+
+func (systemIdentity) applyIdentity(string, *net.IPNet, string) error { return errNotLinux }
