@@ -287,7 +287,8 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if err != nil {
 		return env, err
 	}
-	env.Rack, err = vrack.Start(runCtx, vrack.Config{DHCPServer: env.Netboot.DHCPAddr(), TFTPServer: env.Netboot.TFTPAddr(), Logger: log}, specs)
+	env.Rack, err = vrack.Start(runCtx, vrack.Config{DHCPServer: env.Netboot.DHCPAddr(), TFTPServer: env.Netboot.TFTPAddr(),
+		USBDir: usbDir(o.StateDir), Logger: log}, specs)
 	if err != nil {
 		return env, fmt.Errorf("virtual rack: %w", err)
 	}

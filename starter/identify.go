@@ -82,14 +82,21 @@ func IdentifySummary(in workflows.IdentifyInput) string {
 // netboot.ErrPlanExhausted or netboot.ErrMACRefused; a deadline wraps
 // context.DeadlineExceeded.
 //
+// A confirmation (call.Confirm) becomes the confirm update instead; a MAC
+// without a position is refused with netboot.ErrMACRefused.
+//
 // The update ID is left random: an ID derived from the MAC would make the
 // server answer a MAC's second identification (after an undo) with its
 // first, undone result.
 func (c *Client) Identify(ctx context.Context, call netboot.IdentifyCall) (netboot.IdentifyAssignment, error) {
 	id := workflows.IdentifyWorkflowID(call.Scope)
+	update := workflows.UpdateIdentify
+	if call.Confirm {
+		update = workflows.UpdateIdentifyConfirm
+	}
 	h, err := c.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   id,
-		UpdateName:   workflows.UpdateIdentify,
+		UpdateName:   update,
 		Args:         []any{workflows.IdentifyRequest{MAC: call.MAC, From: call.From}},
 		WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
@@ -116,7 +123,7 @@ func identifyOutcome(ctx context.Context, call netboot.IdentifyCall, err error) 
 			return assignmentOf(call.Scope, a), nil
 		case workflows.ErrPlanExhausted:
 			return netboot.IdentifyAssignment{}, fmt.Errorf("identify %s: %w", call.Scope, netboot.ErrPlanExhausted)
-		case workflows.ErrInvalidMAC:
+		case workflows.ErrInvalidMAC, workflows.ErrNotAssigned:
 			return netboot.IdentifyAssignment{}, fmt.Errorf("identify %s: %w: %s", call.Scope, netboot.ErrMACRefused, app.Message())
 		case workflows.ErrIdentifyClosed:
 			return netboot.IdentifyAssignment{}, fmt.Errorf("identify %s: %w: %s", call.Scope, netboot.ErrNoIdentify, app.Message())
@@ -198,3 +205,24 @@ func (c *Client) WaitIdentify(ctx context.Context, scope string) (workflows.Iden
 }
 
 var _ netboot.Identifier = (*Client)(nil)
+
+// IdentifyBoot starts workflows.IdentifyBoot on node (ID "node/<name>"):
+// the node's boot profile becomes the agent in identify mode for scope,
+// and it is power-cycled into PXE. A node busy with another operation gets
+// ErrNodeBusy (wrapped).
+func (c *Client) IdentifyBoot(ctx context.Context, in workflows.IdentifyBootInput) (Run, error) {
+	if err := netboot.ValidName(in.Scope); err != nil {
+		return Run{}, fmt.Errorf("identify boot %s: scope: %w", in.Node, err)
+	}
+	return c.startNodeOp(ctx, in.Node, nodeOp{
+		summary: fmt.Sprintf("identify boot %s (%s)", in.Node, in.Scope),
+		details: fmt.Sprintf("Node **%s** boots the agent in identify mode: it waits for a USB drive and asks identify/%s for its name and address.", in.Node, in.Scope),
+	}, workflows.IdentifyBoot, in)
+}
+
+// WaitIdentifyBoot blocks until the run ends and returns its result.
+func (c *Client) WaitIdentifyBoot(ctx context.Context, r Run) (workflows.IdentifyBootResult, error) {
+	var res workflows.IdentifyBootResult
+	err := c.c.GetWorkflow(ctx, r.WorkflowID, r.RunID).Get(ctx, &res)
+	return res, err
+}

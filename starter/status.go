@@ -28,7 +28,7 @@ type NodeStatus struct {
 // Status returns the latest operation of each node named, or of every node
 // that has one when nodes is empty, sorted by node name.
 func (c *Client) Status(ctx context.Context, nodes []string) ([]NodeStatus, error) {
-	query := "WorkflowType IN ('Provision', 'Reinstall', 'Release')"
+	query := "WorkflowType IN ('Provision', 'Reinstall', 'Release', 'IdentifyBoot')"
 	if len(nodes) > 0 {
 		quoted := make([]string, len(nodes))
 		for i, n := range nodes {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/rackflow/rackflow/activities/inventory"
 	"github.com/rackflow/rackflow/dev"
 	devtemporal "github.com/rackflow/rackflow/dev/temporal"
 )
@@ -34,6 +35,26 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "agent", Usage: "rackflow-agent binary for the qemu rig's initramfs (default: beside this executable)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: 10 * time.Minute, Usage: "how long each boot may take to check in"},
 		},
+		Subcommands: []*cli.Command{{
+			Name:         "usb-insert",
+			OnUsageError: usageError,
+			Usage: "plug a USB thumb drive into a node of the running `rackflow dev` (virtual rack: its virtual USB port; " +
+				"qemu rig: a usb-storage hot-plug over the VM's QMP socket); a node in identify mode then asks for its identity",
+			ArgsUsage: "NODE",
+			Flags:     []cli.Flag{&cli.StringFlag{Name: "state-dir", Value: ".rackflow", Usage: "the state dir of the running `rackflow dev`"}},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 || !inventory.ValidName(c.Args().First()) {
+					return badUsage(c, "name one node")
+				}
+				node := c.Args().First()
+				serial, rig, err := dev.USBInsert(c.Context, c.String("state-dir"), node)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(c.App.Writer, "%s: USB drive %s inserted (%s rig)\n", node, serial, rig)
+				return err
+			},
+		}},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return badUsage(c, "unexpected argument %q", c.Args().First())

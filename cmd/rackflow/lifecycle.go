@@ -119,6 +119,31 @@ func identifyCommand() *cli.Command {
 					})
 				},
 			},
+			{
+				Name: "boot",
+				Usage: "boot inventory nodes into identify mode for a scope (one IdentifyBoot workflow per node): " +
+					"their agent waits for a USB drive and asks identify/<scope> for its name and address",
+				ArgsUsage: "NODE…",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "scope", Usage: "the identification the nodes ask (rack or subnet label)"},
+					&cli.BoolFlag{Name: "wait", Usage: "wait until every node is booting and exit 1 if any failed"},
+				},
+				Before: func(c *cli.Context) error { return requireFlags(c, "scope") },
+				Action: func(c *cli.Context) error {
+					if !inventory.ValidName(c.String("scope")) {
+						return badUsage(c, "--scope %q is not a valid scope ([a-z0-9][a-z0-9._-]*)", c.String("scope"))
+					}
+					return runNodeOps(c, nodeOp{
+						start: func(cl *starter.Client, n string) (starter.Run, error) {
+							return cl.IdentifyBoot(c.Context, workflows.IdentifyBootInput{Node: n, Scope: c.String("scope")})
+						},
+						wait: func(cl *starter.Client, r starter.Run) (string, error) {
+							res, err := cl.WaitIdentifyBoot(c.Context, r)
+							return "in identify mode for " + res.Scope + ": insert a USB drive", err
+						},
+					})
+				},
+			},
 			scoped("skip", "the next position is dead on arrival: the next machine gets the one after", slot, func(cl *starter.Client, c *cli.Context, scope string) error {
 				return cl.IdentifySkip(c.Context, scope, c.Int("slot"))
 			}),
@@ -144,9 +169,13 @@ func identifyCommand() *cli.Command {
 
 func printIdentifyStatus(c *cli.Context, st workflows.IdentifyStatus) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tNAME\tIP\tMAC")
+	fmt.Fprintln(tw, "SLOT\tNAME\tIP\tMAC\tCONFIRMED")
 	for _, a := range st.Assignments {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", a.Slot, a.Name, a.IP, a.MAC)
+		confirmed := "-"
+		if !a.Confirmed.IsZero() {
+			confirmed = "from " + a.ConfirmedFrom
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", a.Slot, a.Name, a.IP, a.MAC, confirmed)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

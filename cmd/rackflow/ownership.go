@@ -5,11 +5,14 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/rackflow/rackflow/activities/inventory"
 	"github.com/rackflow/rackflow/activities/ownership"
+	"github.com/rackflow/rackflow/starter"
+	"github.com/rackflow/rackflow/workflows"
 )
 
 // passwordEnv holds the LDAP password when no --ldap-password-file is given.
@@ -124,12 +127,31 @@ func ldapCommand() *cli.Command {
 func checkoutCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "checkout",
-		Usage:     "become the owner of free nodes (atomic: of concurrent checkouts one wins)",
+		Usage:     "become the owner of free nodes (atomic: of concurrent checkouts one wins); --for releases them when the time is up",
 		ArgsUsage: "NODE…",
-		Flags:     ldapFlags(),
+		Flags: append(ldapFlags(), &cli.DurationFlag{Name: "for",
+			Usage: "maximum checkout duration: a CheckoutExpiry workflow (checkout/<node>) releases each node when it is over (power off, root destroyed, owner cleared); a new checkout --for replaces it, release cancels it"}),
 		Action: func(c *cli.Context) error {
-			return eachNode(c, func(cl *ownership.Client, n string) (string, error) {
-				return "checked out by " + cl.Me(), cl.Checkout(c.Context, n)
+			d := c.Duration("for")
+			if c.IsSet("for") && d <= 0 {
+				return badUsage(c, "--for %s: want a positive duration", d)
+			}
+			if !c.IsSet("for") {
+				return eachNode(c, func(cl *ownership.Client, n string) (string, error) {
+					return "checked out by " + cl.Me(), cl.Checkout(c.Context, n)
+				})
+			}
+			return withClient(c, func(tc *starter.Client) error {
+				return eachNode(c, func(cl *ownership.Client, n string) (string, error) {
+					if err := cl.Checkout(c.Context, n); err != nil {
+						return "", err
+					}
+					run, err := tc.StartCheckoutExpiry(c.Context, workflows.CheckoutExpiryInput{Node: n, User: cl.Me(), Duration: d})
+					if err != nil {
+						return "", fmt.Errorf("checked out, but the expiry timer did not start (release it yourself): %w", err)
+					}
+					return fmt.Sprintf("checked out by %s until %s (%s)", cl.Me(), time.Now().Add(d).Format(time.DateTime), run.WorkflowID), nil
+				})
 			})
 		},
 	}
@@ -137,20 +159,45 @@ func checkoutCommand() *cli.Command {
 
 func releaseCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "release",
-		Usage:     "give up your ownership of nodes (--force: the admin clears any owner)",
+		Name: "release",
+		Usage: "return nodes to the pool: one Release workflow per node (power off or reference boot, boot profile local, export withdrawn, " +
+			"root destroyed, your ownership cleared); --owner-only only clears your ownership, --force (admin) clears anyone's",
 		ArgsUsage: "NODE…",
-		Flags:     append(ldapFlags(), &cli.BoolFlag{Name: "force", Usage: "admin: clear the owner whoever it is"}),
+		Flags: append(ldapFlags(),
+			&cli.BoolFlag{Name: "owner-only", Usage: "only give up your ownership in the directory (the node keeps its root and power)"},
+			&cli.BoolFlag{Name: "force", Usage: "admin: clear the owner in the directory whoever it is (implies --owner-only)"},
+			&cli.StringFlag{Name: "policy", Value: workflows.ReleasePowerOff, Usage: "power-off or reference (power-cycle into the local disk)"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait for every node and exit 1 if any failed"},
+			userFlag(),
+		),
 		Action: func(c *cli.Context) error {
-			return eachNode(c, func(cl *ownership.Client, n string) (string, error) {
-				if !c.Bool("force") {
-					return "released", cl.Release(c.Context, n)
-				}
-				prev, err := cl.ForceRelease(c.Context, n)
-				if prev == "" {
-					return "free", err
-				}
-				return "released (was owned by " + prev + ")", err
+			if c.Bool("owner-only") || c.Bool("force") {
+				return eachNode(c, func(cl *ownership.Client, n string) (string, error) {
+					if !c.Bool("force") {
+						return "released", cl.Release(c.Context, n)
+					}
+					prev, err := cl.ForceRelease(c.Context, n)
+					if prev == "" {
+						return "free", err
+					}
+					return "released (was owned by " + prev + ")", err
+				})
+			}
+			if p := c.String("policy"); p != workflows.ReleasePowerOff && p != workflows.ReleaseReference {
+				return badUsage(c, "--policy %q: want %s or %s", p, workflows.ReleasePowerOff, workflows.ReleaseReference)
+			}
+			return runNodeOps(c, nodeOp{
+				start: func(cl *starter.Client, n string) (starter.Run, error) {
+					// The node is being released: its checkout timer has no job left.
+					if _, err := cl.CancelCheckoutExpiry(c.Context, n); err != nil {
+						return starter.Run{}, err
+					}
+					return cl.Release(c.Context, workflows.ReleaseInput{Node: n, Policy: c.String("policy"), User: c.String("user")})
+				},
+				wait: func(cl *starter.Client, r starter.Run) (string, error) {
+					res, err := cl.WaitRelease(c.Context, r)
+					return "released (" + res.Policy + ")", err
+				},
 			})
 		},
 	}

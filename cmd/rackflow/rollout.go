@@ -59,6 +59,7 @@ func rolloutStartCommand() *cli.Command {
 			&cli.StringFlag{Name: "rack-max-failures", Usage: "failure budget of each rack, as --max-failures"},
 			&cli.IntFlag{Name: "window", Usage: "most unfinished nodes per rack at once (0: the rack's in-flight limit)"},
 			&cli.BoolFlag{Name: "replace", Usage: "re-provision nodes that run another image or version (their roots are replaced)"},
+			&cli.BoolFlag{Name: "reinstall", Usage: "run Reinstall on every node instead of Provision: its root is destroyed and cloned again whatever it ran"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
 			&cli.StringFlag{Name: "id", Usage: "rollout ID (default: date-time-random, e.g. 20261120-2315-ab12)"},
 			&cli.BoolFlag{Name: "watch", Usage: "then follow the rollout as rollout watch does: exit 1 unless it completes"},
@@ -78,7 +79,10 @@ func rolloutStartCommand() *cli.Command {
 			in := workflows.RolloutInput{
 				ID: c.String("id"), Selector: sel, Image: c.String("image"), Version: c.String("version"),
 				Window: c.Int("window"), CheckInTimeout: c.Duration("check-in-timeout"), ReplaceRoots: c.Bool("replace"),
-				User: c.String("user"),
+				Reinstall: c.Bool("reinstall"), User: c.String("user"),
+			}
+			if in.Reinstall && in.ReplaceRoots {
+				return badUsage(c, "--reinstall replaces every root: drop --replace")
 			}
 			for _, v := range []string{in.Image, in.Version} {
 				if !inventory.ValidName(v) {

@@ -87,6 +87,9 @@ func (n *Node) netboot(ctx context.Context, gen uint64) Phase {
 			return PhaseFailed
 		}
 	}
+	if identifyMode(script.args) {
+		return n.runIdentify(ctx, gen, hc, script.args)
+	}
 	return n.runAgent(ctx, gen, hc, script.args)
 }
 

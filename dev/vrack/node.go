@@ -44,6 +44,7 @@ type NodeState struct {
 	IP          net.IP // last leased address (nil before the first lease)
 	CheckIns    int    // check-ins posted (answered or not)
 	LastCheckIn *CheckInResult
+	Identity    *Identity // set in identify mode (USB-identify)
 }
 
 // maxEvents bounds each node's event history.
@@ -136,6 +137,10 @@ func (n *Node) snapshotLocked() NodeState {
 	if st.LastCheckIn != nil {
 		c := *st.LastCheckIn
 		st.LastCheckIn = &c
+	}
+	if st.Identity != nil {
+		id := *st.Identity
+		st.Identity = &id
 	}
 	return st
 }

@@ -12,6 +12,8 @@
 //	GET kernel and initrd
 //	agent: netboot.ParseAgentArgs(kernel args), GET the image through
 //	sha256, compare with the digest, POST netboot.CheckIn to the check-in URL
+//	(identify profile: wait for a drive in its virtual USB port, POST
+//	/v1/identify, take the identity and confirm it; see InsertUSB)
 //
 // After the lease, the node binds its UDP/TCP client sockets to its leased
 // address when that is a loopback address (127/8), so servers see each node
@@ -73,6 +75,12 @@ type Config struct {
 	TFTPServer string
 	// Logger receives one record per event (Debug; failures at Warn). nil → discard.
 	Logger *slog.Logger
+	// USBDir holds the nodes' virtual USB ports (InsertUSB); "" gives the
+	// nodes none: a node booted into identify mode then fails.
+	USBDir string
+	// IdentifyWait bounds how long a node in identify mode waits for a USB
+	// drive; 0 → 2 h (the agent's default).
+	IdentifyWait time.Duration
 	// OnEvent, when set, receives every event in order, from one goroutine
 	// (never with a lock held, so it may call back into the rack or a BMC).
 	OnEvent func(Event)
@@ -145,6 +153,9 @@ func Start(ctx context.Context, cfg Config, specs []NodeSpec) (*Rack, error) {
 		if _, err := net.ResolveUDPAddr("udp4", cfg.TFTPServer); err != nil {
 			return nil, fmt.Errorf("vrack: TFTPServer %q: %w", cfg.TFTPServer, err)
 		}
+	}
+	if cfg.IdentifyWait <= 0 {
+		cfg.IdentifyWait = 2 * time.Hour
 	}
 	if err := validateSpecs(specs); err != nil {
 		return nil, err
