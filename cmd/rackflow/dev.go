@@ -41,7 +41,7 @@ func devCommand() *cli.Command {
 			Usage: "plug a USB thumb drive into a node of the running `rackflow dev` (virtual rack: its virtual USB port; " +
 				"qemu rig: a usb-storage hot-plug over the VM's QMP socket); a node in identify mode then asks for its identity",
 			ArgsUsage: "NODE",
-			Flags:     []cli.Flag{&cli.StringFlag{Name: "state-dir", Value: ".rackflow", Usage: "the state dir of the running `rackflow dev`"}},
+			Flags:     []cli.Flag{&cli.StringFlag{Name: "state-dir", Value: ".rackflow", Usage: "the state dir of the running rackflow dev"}},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 || !inventory.ValidName(c.Args().First()) {
 					return badUsage(c, "name one node")

@@ -7,11 +7,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rackflow/rackflow/dev"
+	"github.com/rackflow/rackflow/dev/vrack"
 	"github.com/rackflow/rackflow/starter"
 	"github.com/rackflow/rackflow/workflows"
 )
@@ -24,8 +26,9 @@ func TestLifecycleByCLI(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	state := t.TempDir()
 	env, err := dev.Start(ctx, dev.Options{
-		StateDir: t.TempDir(), Nodes: 2, InMemory: true, Store: "dir",
+		StateDir: state, Nodes: 2, InMemory: true, Store: "dir",
 		FrontendAddr: "127.0.0.1:0", DHCPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		BMCPort: freeTCPPort(t), ImageSize: 64 << 10,
 	})
@@ -99,4 +102,45 @@ func TestLifecycleByCLI(t *testing.T) {
 	}
 	run(2, "identify", "start", "r09") // no plan
 	run(2, "identify", "skip", "Bad_Scope")
+
+	// r01n02 is identified by a USB insertion into its virtual port.
+	plan1 := filepath.Join(t.TempDir(), "plan1.yaml")
+	if err := os.WriteFile(plan1, []byte("- {slot: 2, name: cn02, ip: 127.77.1.2}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(0, "identify", "start", "--plan", plan1, "--first-slot", "2", "r01")
+	run(0, "identify", "boot", "--scope", "r01", "--wait", "r01n02")
+	n2 := env.Rack.Node("r01n02")
+	if _, err := n2.WaitFor(ctx, func(vrack.NodeState) bool {
+		return slices.ContainsFunc(n2.Events(), func(e vrack.Event) bool { return e.Step == vrack.StepAgent })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(0, "dev", "usb-insert", "--state-dir", state, "r01n02"); !strings.Contains(out, "inserted (virtual rig)") {
+		t.Fatalf("usb-insert printed:\n%s", out)
+	}
+	if st, err := n2.WaitFor(ctx, func(s vrack.NodeState) bool { return s.Identity != nil && s.Identity.Confirmed }); err != nil || st.Identity.Name != "cn02" {
+		t.Fatalf("r01n02 identity = %+v, %v", st.Identity, err)
+	}
+	if out := run(0, "identify", "status", "r01"); !strings.Contains(out, "from 127.77.1.2") {
+		t.Fatalf("identify status does not show the confirmation:\n%s", out)
+	}
+	run(0, "identify", "finish", "r01")
+	run(2, "identify", "boot", "r01n02")                   // no scope
+	run(2, "identify", "boot", "--scope", "R 1", "r01n02") // bad scope
+	run(2, "dev", "usb-insert", "--state-dir", state)      // no node
+	run(2, "dev", "usb-insert", "--state-dir", state, "../r01n02")
+
+	// A rollout that reinstalls, then both nodes released.
+	run(0, "rollout", "start", "--reinstall", "--image", "demo", "--version", "v2", "--id", "re1", "--watch", "r01n01")
+	if root, err := env.Images.Root(ctx, "r01n01"); err != nil || root.Version != "v2" {
+		t.Fatalf("root of r01n01 after the reinstall rollout: %+v, %v", root, err)
+	}
+	run(2, "rollout", "start", "--reinstall", "--replace", "--image", "demo", "--version", "v2", "r01n01")
+	if out := run(0, "release", "--wait", "r01n01", "r01n02"); !strings.Contains(out, "r01n01: released (power-off)") {
+		t.Fatalf("release printed:\n%s", out)
+	}
+	if _, err := env.Images.Root(ctx, "r01n01"); err == nil {
+		t.Error("r01n01 still has a root after its release")
+	}
 }

@@ -132,6 +132,10 @@ func checkoutCommand() *cli.Command {
 		Flags: append(ldapFlags(), &cli.DurationFlag{Name: "for",
 			Usage: "maximum checkout duration: a CheckoutExpiry workflow (checkout/<node>) releases each node when it is over (power off, root destroyed, owner cleared); a new checkout --for replaces it, release cancels it"}),
 		Action: func(c *cli.Context) error {
+			// Flags after the nodes count: parse them before reading any.
+			if _, err := nodeArgs(c, false); err != nil {
+				return err
+			}
 			d := c.Duration("for")
 			if c.IsSet("for") && d <= 0 {
 				return badUsage(c, "--for %s: want a positive duration", d)
@@ -171,6 +175,9 @@ func releaseCommand() *cli.Command {
 			userFlag(),
 		),
 		Action: func(c *cli.Context) error {
+			if _, err := nodeArgs(c, false); err != nil {
+				return err
+			}
 			if c.Bool("owner-only") || c.Bool("force") {
 				return eachNode(c, func(cl *ownership.Client, n string) (string, error) {
 					if !c.Bool("force") {
