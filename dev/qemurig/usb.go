@@ -64,7 +64,7 @@ func InsertUSB(ctx context.Context, nodeDir string) (string, error) {
 	if err := mon.Connect(); err != nil {
 		return "", fmt.Errorf("usb insert: QMP %s: %w", sock, err)
 	}
-	defer mon.Disconnect()
+	defer func() { _ = mon.Disconnect() }()
 	node := "usb" + strings.ToLower(serial)
 	for _, cmd := range []qmp.Command{
 		{Execute: "blockdev-add", Args: map[string]any{
@@ -83,9 +83,37 @@ func InsertUSB(ctx context.Context, nodeDir string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if _, err := mon.Run(raw); err != nil {
+		if err := runQMP(ctx, mon, raw); err != nil {
 			return "", fmt.Errorf("usb insert: QMP %s: %w", cmd.Execute, err)
 		}
 	}
 	return serial, nil
+}
+
+// qmpTimeout bounds the wait for one QMP answer (QEMU answers these in
+// milliseconds; a hung VM does not answer at all).
+var qmpTimeout = 10 * time.Second
+
+// runQMP runs one command, giving up after qmpTimeout or when ctx ends
+// (the monitor is then disconnected, which ends the pending Run).
+func runQMP(ctx context.Context, mon *qmp.SocketMonitor, raw []byte) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := mon.Run(raw)
+		done <- err
+	}()
+	timer := time.NewTimer(qmpTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		_ = mon.Disconnect()
+		<-done
+		return fmt.Errorf("no answer within %s", qmpTimeout)
+	case <-ctx.Done():
+		_ = mon.Disconnect()
+		<-done
+		return ctx.Err()
+	}
 }
