@@ -19,7 +19,7 @@ import (
 // provisions them; bob's provision is refused with NotOwner; 4 new machines
 // boot into identify mode and are identified in slot order by USB
 // insertions, one position skipped as dead on arrival; one of alice's nodes
-// is reinstalled with another version; bob's checkout for a few seconds
+// is reinstalled with another version (rollout --reinstall); bob's checkout for a few seconds
 // expires and releases its node; alice releases hers: all free in the
 // directory, their roots gone from the image store. Each step's wall time
 // is logged ("step ...").
@@ -83,6 +83,7 @@ func TestNodeLifecycle(t *testing.T) {
 	for _, n := range fresh {
 		waitStep(ctx, t, env.Rack.Node(n), vrack.StepAgent) // the agent is looking at its USB port
 	}
+	saveHistory(t, env, workflows.NodeWorkflowID("r01n08"), "identifyboot-ok.json")
 	step("4 machines booted into identify mode", start)
 	want := map[string]int{"r01n05": 5, "r01n06": 7, "r01n07": 8, "r01n08": 9}
 	for i, n := range fresh {
@@ -119,19 +120,26 @@ func TestNodeLifecycle(t *testing.T) {
 	if err := env.Client.IdentifyFinish(ctx, "r01"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := env.Client.WaitIdentify(ctx, "r01"); err != nil {
+		t.Fatal(err)
+	}
+	saveHistory(t, env, workflows.IdentifyWorkflowID("r01"), "identify-confirmed.json")
 
+	// One node reinstalled with v2, by a rollout that reinstalls.
 	start = time.Now()
-	rr, err := env.Client.Reinstall(ctx, workflows.ReinstallInput{Node: "r01n02", Image: DemoImage, Version: "v2", User: alice.Me()})
-	if err != nil {
+	if _, err := env.Client.StartRollout(ctx, workflows.RolloutInput{ID: "alice-v2", Selector: workflows.Selector{Nodes: []string{"r01n02"}},
+		Image: DemoImage, Version: "v2", Reinstall: true, User: alice.Me()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Client.WaitReinstall(ctx, rr); err != nil {
-		t.Fatal(err)
+	if res, err := env.Client.WaitRollout(ctx, "alice-v2"); err != nil || !slices.Equal(res.Provisioned, []string{"r01n02"}) {
+		t.Fatalf("reinstall rollout: %+v, %v", res, err)
 	}
+	saveHistory(t, env, workflows.RolloutWorkflowID("alice-v2"), "rollout-reinstall.json")
+	saveHistory(t, env, workflows.RackRolloutWorkflowID("alice-v2", "r01"), "rackrollout-reinstall.json")
 	if root, err := env.Images.Root(ctx, "r01n02"); err != nil || root.Version != "v2" {
 		t.Fatalf("root of r01n02 after its reinstall: %+v, %v; want v2", root, err)
 	}
-	step("reinstall of r01n02 to v2", start)
+	step("reinstall of r01n02 to v2 (rollout --reinstall)", start)
 
 	// bob checks r01n09 out for 3 s: the expiry timer releases it.
 	if err := bob.Checkout(ctx, "r01n09"); err != nil {
@@ -147,6 +155,7 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Fatalf("checkout expiry: %+v, %v", er, err)
 	}
 	step("checkout for 3s expired and released", start)
+	saveHistory(t, env, exp.WorkflowID, "checkoutexpiry-released.json")
 
 	start = time.Now()
 	rels := map[string]starter.Run{}
