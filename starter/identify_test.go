@@ -120,3 +120,29 @@ func TestIdentifySignalsAndStart(t *testing.T) {
 	}
 	c.AssertExpectations(t)
 }
+
+func TestIdentifyConfirmation(t *testing.T) {
+	call := netboot.IdentifyCall{Scope: "r01", MAC: "02:52:46:00:00:01", From: "10.1.0.3", Confirm: true}
+	confirmed := workflows.Assignment{Slot: 3, Name: "r01n03", IP: "10.1.0.3", MAC: call.MAC, Confirmed: time.Unix(1e9, 0).UTC(), ConfirmedFrom: "10.1.0.3"}
+	confirm := func(a workflows.Assignment, err error) *mocks.Client {
+		c := &mocks.Client{}
+		h := &mocks.WorkflowUpdateHandle{}
+		h.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) {
+			*args.Get(1).(*workflows.Assignment) = a
+		}).Return(err)
+		c.On("UpdateWorkflow", mock.Anything, mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
+			req, ok := o.Args[0].(workflows.IdentifyRequest)
+			return o.WorkflowID == "identify/r01" && o.UpdateName == workflows.UpdateIdentifyConfirm && ok && req.MAC == call.MAC && req.From == "10.1.0.3"
+		})).Return(h, nil)
+		t.Cleanup(func() { c.AssertExpectations(t) })
+		return c
+	}
+	got, err := New(confirm(confirmed, nil)).Identify(context.Background(), call)
+	if err != nil || got != (netboot.IdentifyAssignment{Scope: "r01", Slot: 3, Name: "r01n03", IP: "10.1.0.3", MAC: call.MAC}) {
+		t.Fatalf("confirmation: %+v, %v", got, err)
+	}
+	undone := overTheWire(temporal.NewNonRetryableApplicationError("no position", workflows.ErrNotAssigned, nil))
+	if _, err := New(confirm(workflows.Assignment{}, undone)).Identify(context.Background(), call); !errors.Is(err, netboot.ErrMACRefused) {
+		t.Errorf("confirmation of an undone MAC: %v, want ErrMACRefused", err)
+	}
+}
