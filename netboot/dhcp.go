@@ -32,6 +32,7 @@ type dhcpServer struct {
 	bootFiles map[uint16]string // option 93 → boot file
 	httpBase  func() string     // "http://host:port" or "" when HTTP is off
 	log       *slog.Logger
+	obs       *instruments // metrics and the client table; nil records nothing
 
 	mu       sync.Mutex
 	closed   bool
@@ -79,6 +80,7 @@ func (d *dhcpServer) handle(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4
 		log.Warn("dhcp: send reply failed", "type", resp.MessageType().String(), "dst", dst.String(), "err", err)
 		return
 	}
+	d.obs.dhcpReply(dhcpModeReservation, resp.MessageType())
 	log.Info("dhcp: reply sent", "type", resp.MessageType().String(), "dst", dst.String(),
 		"yiaddr", resp.YourIPAddr.String(), "bootfile", resp.BootFileName)
 }
@@ -106,7 +108,7 @@ func (d *dhcpServer) respond(peer net.Addr, m *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, *
 		log.Info("dhcp: no reservation for MAC, not answering", "type", typ.String())
 		return nil, log
 	}
-	log = log.With("node", res.Node)
+	log = log.With(identity{node: res.Node, rack: res.Rack}.attrs()...)
 	ip := res.IP.To4()
 	if ip == nil {
 		log.Error("dhcp: reservation has no IPv4 address, not answering", "ip", res.IP.String())
@@ -155,13 +157,16 @@ func (d *dhcpServer) respond(peer net.Addr, m *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, *
 	if res.Node != "" && ValidName(res.Node) == nil {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptHostName(res.Node)))
 	}
-	if file := d.bootFile(m, log); file != "" {
+	if file := d.bootFile(m, res, log); file != "" {
 		mods = append(mods, dhcpv4.WithOption(dhcpv4.OptBootFileName(file)), func(r *dhcpv4.DHCPv4) { r.BootFileName = file })
 	}
 	resp, err := dhcpv4.NewReplyFromRequest(m, mods...)
 	if err != nil {
 		log.Error("dhcp: build reply", "err", err)
 		return nil, log
+	}
+	if replyType == dhcpv4.MessageTypeAck && d.obs != nil {
+		d.obs.clients.bound(identity{mac: mac.String(), node: res.Node, rack: res.Rack}, ip, lease)
 	}
 	return resp, log
 }
@@ -190,9 +195,10 @@ func (d *dhcpServer) nak(m *dhcpv4.DHCPv4, log *slog.Logger) (*dhcpv4.DHCPv4, *s
 
 // bootFile picks the boot file: the HTTP URL of the node's iPXE script for
 // an iPXE client (option 77 user class "iPXE" or option 175 present), else
-// the file for the client's architecture (option 93; absent → 0, BIOS).
-// It returns "" when no file is known.
-func (d *dhcpServer) bootFile(m *dhcpv4.DHCPv4, log *slog.Logger) string {
+// the file for the client's architecture (option 93; absent → 0, BIOS):
+// the node's own (Reservation.BootFiles) before the service's. It returns
+// "" when no file is known.
+func (d *dhcpServer) bootFile(m *dhcpv4.DHCPv4, res Reservation, log *slog.Logger) string {
 	if isIPXE(m) {
 		if base := d.httpBase(); base != "" {
 			return base + "/boot/" + m.ClientHWAddr.String() + ".ipxe"
@@ -202,6 +208,9 @@ func (d *dhcpServer) bootFile(m *dhcpv4.DHCPv4, log *slog.Logger) string {
 	arch := uint16(iana.INTEL_X86PC)
 	if archs := m.ClientArch(); len(archs) > 0 {
 		arch = uint16(archs[0])
+	}
+	if file, ok := res.BootFiles[arch]; ok {
+		return file
 	}
 	file, ok := d.bootFiles[arch]
 	if !ok {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Service. An empty listen address disables that
@@ -28,7 +30,14 @@ type Config struct {
 	// enabled or HTTP listens on an unspecified host.
 	ServerIP string
 
-	TFTPRoot string // directory served read-only over TFTP; required with TFTPAddr
+	// TFTPRoot is the directory served read-only over TFTP; "" → IPXEDir
+	// only. With TFTPAddr, at least one of the two must exist.
+	TFTPRoot string
+	// IPXEDir holds the iPXE boot images served over TFTP by their base
+	// name when TFTPRoot does not hold that name; symlinks in it are
+	// followed (Debian's ipxe package links ipxe.efi to /boot). "" →
+	// DefaultIPXEDir; a missing directory serves nothing.
+	IPXEDir string
 	// TFTPSinglePort serves every transfer from the listening socket
 	// instead of a new port per transfer (pin/tftp's single-port mode, as
 	// dnsmasq's --tftp-single-port): for firewalls that pass port 69 only,
@@ -58,6 +67,10 @@ type Config struct {
 	BootFiles map[uint16]string
 }
 
+// DefaultIPXEDir is where Debian's ipxe package installs the iPXE boot
+// images (undionly.kpxe, ipxe.efi, snponly.efi, ...).
+const DefaultIPXEDir = "/usr/lib/ipxe"
+
 // MinCheckInKeyLen is the shortest accepted Config.CheckInKey, in bytes.
 const MinCheckInKeyLen = 16
 
@@ -68,6 +81,7 @@ type Service struct {
 	serverIP net.IP
 	store    *Store
 	log      *slog.Logger
+	obs      *instruments
 
 	ready   chan struct{}
 	runOnce sync.Once
@@ -101,9 +115,16 @@ func New(cfg Config) (*Service, error) {
 	if cfg.DHCPAddr != "" && cfg.Reservations == nil {
 		return nil, errors.New("netboot config: Reservations is required when DHCPAddr is set")
 	}
+	if cfg.IPXEDir == "" {
+		cfg.IPXEDir = DefaultIPXEDir
+	}
 	if cfg.TFTPAddr != "" {
-		if err := requireDir("TFTPRoot", cfg.TFTPRoot); err != nil {
-			return nil, fmt.Errorf("netboot config: %w (required when TFTPAddr is set)", err)
+		if cfg.TFTPRoot != "" {
+			if err := requireDir("TFTPRoot", cfg.TFTPRoot); err != nil {
+				return nil, fmt.Errorf("netboot config: %w", err)
+			}
+		} else if err := requireDir("IPXEDir", cfg.IPXEDir); err != nil {
+			return nil, fmt.Errorf("netboot config: TFTPRoot is empty and %w (install Debian's ipxe package or set TFTPRoot)", err)
 		}
 	}
 	if cfg.ArtifactsDir != "" {
@@ -126,7 +147,7 @@ func New(cfg Config) (*Service, error) {
 	} else {
 		cfg.BootFiles = maps.Clone(cfg.BootFiles)
 		for arch, file := range cfg.BootFiles {
-			if err := validArtifactName(file); err != nil {
+			if err := ValidBootFile(file); err != nil {
 				return nil, fmt.Errorf("netboot config: BootFiles[%d]: %w", arch, err)
 			}
 		}
@@ -136,7 +157,8 @@ func New(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, serverIP: serverIP, log: log.With("component", "netboot"), ready: make(chan struct{})}
+	s := &Service{cfg: cfg, serverIP: serverIP, log: log.With("component", "netboot"), ready: make(chan struct{}),
+		obs: newInstruments(newClientTable())}
 	if cfg.StoreDir != "" {
 		if s.store, err = OpenStore(cfg.StoreDir); err != nil {
 			return nil, fmt.Errorf("netboot config: StoreDir: %w", err)
@@ -147,6 +169,10 @@ func New(cfg Config) (*Service, error) {
 
 // Store returns the service's boot-profile store (nil without StoreDir).
 func (s *Service) Store() *Store { return s.store }
+
+// Metrics returns the service's Prometheus registry (the series of GET
+// /metrics, see instruments).
+func (s *Service) Metrics() prometheus.Gatherer { return s.obs.reg }
 
 // ServerIP returns the IPv4 address advertised to clients.
 func (s *Service) ServerIP() net.IP { return append(net.IP(nil), s.serverIP...) }
@@ -206,7 +232,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 	if s.dhcpConn != nil {
 		d := &dhcpServer{res: s.cfg.Reservations, serverIP: s.serverIP, bootFiles: s.cfg.BootFiles,
-			httpBase: s.HTTPBase, log: s.log}
+			httpBase: s.HTTPBase, log: s.log, obs: s.obs}
 		running++
 		go func() { results <- result{"dhcp", d.serve(s.dhcpConn)} }()
 	}
@@ -215,14 +241,16 @@ func (s *Service) Run(ctx context.Context) error {
 		go func() { results <- result{"ra", s.ra.serve()} }()
 	}
 	if s.tftpConn != nil {
-		t := (&tftpServer{root: s.cfg.TFTPRoot, singlePort: s.cfg.TFTPSinglePort, log: s.log}).newServer()
+		t := (&tftpServer{root: s.cfg.TFTPRoot, ipxeDir: s.cfg.IPXEDir, singlePort: s.cfg.TFTPSinglePort,
+			log: s.log, obs: s.obs}).newServer()
 		tftpSrv = t
 		running++
 		go func() { results <- result{"tftp", t.Serve(s.tftpConn)} }()
 	}
 	if s.httpListener != nil {
 		h := &httpServer{store: s.store, artifacts: s.cfg.ArtifactsDir, base: s.HTTPBase, log: s.log,
-			checkin: &checkInHandler{key: s.cfg.CheckInKey, signaler: s.cfg.Signaler, log: s.log}}
+			res: s.cfg.Reservations, obs: s.obs,
+			checkin: &checkInHandler{key: s.cfg.CheckInKey, signaler: s.cfg.Signaler, log: s.log, obs: s.obs}}
 		if s.cfg.Identifier != nil {
 			h.identify = &identifyHandler{key: s.cfg.CheckInKey, identifier: s.cfg.Identifier, log: s.log}
 		}

@@ -17,6 +17,7 @@
 //	    macs: ["02:52:46:01:00:01"]
 //	    ip: 10.0.0.11
 //	    bmc: {driver: redfish, address: 10.0.1.11:443}   # credentials: override
+//	    boot_files: {efi-x86_64: snponly.efi}           # optional, by DHCP option 93 architecture
 //
 // Credentials are referenced by name and inherited rack → node unless the node
 // names its own, as Sysman's per-directory ids files. Every error names the
@@ -36,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rackflow/rackflow/netboot"
 	"gopkg.in/yaml.v3"
 )
 
@@ -94,6 +96,12 @@ type Node struct {
 	MACs []string `yaml:"macs"` // canonical lower-case colon form after loading
 	IP   string   `yaml:"ip"`   // production address, reserved by DHCP
 	BMC  BMC      `yaml:"bmc"`
+
+	// BootFiles overrides the netboot service's boot file for the client
+	// architectures it names: keys as netboot.ParseArch (bios, efi-x86_64,
+	// efi-arm64, ... or a number, DHCP option 93, RFC 4578), values TFTP
+	// file names (netboot.ValidBootFile).
+	BootFiles map[string]string `yaml:"boot_files,omitempty"`
 }
 
 // BMC says how to reach a node's baseboard management controller.
@@ -260,6 +268,13 @@ func (inv *Inventory) validate(root *yaml.Node) error {
 				bad(fmt.Sprintf("IP %s is also node %q's", n.IP, inv.Nodes[other].Name), "nodes", i, "ip")
 			}
 			ips[n.IP] = i
+		}
+		for _, key := range slices.Sorted(maps.Keys(n.BootFiles)) {
+			if _, err := netboot.ParseArch(key); err != nil {
+				bad(err.Error(), "nodes", i, "boot_files", key)
+			} else if err := netboot.ValidBootFile(n.BootFiles[key]); err != nil {
+				bad(err.Error(), "nodes", i, "boot_files", key)
+			}
 		}
 		if !slices.Contains(Drivers, n.BMC.Driver) {
 			bad(fmt.Sprintf("unknown driver %q (want one of %s)", n.BMC.Driver, strings.Join(Drivers, ", ")), "nodes", i, "bmc", "driver")

@@ -160,7 +160,8 @@ func netbootCommand() *cli.Command {
 			&cli.StringFlag{Name: "tftp", Value: "0.0.0.0:69", Usage: "TFTP listen address (empty: off)"},
 			&cli.StringFlag{Name: "http", Value: "0.0.0.0:8880", Usage: "HTTP listen address"},
 			&cli.StringFlag{Name: "server-ip", Usage: "address nodes reach this service at (next-server)"},
-			&cli.StringFlag{Name: "tftp-root", Value: "/usr/lib/ipxe", Usage: "directory served read-only over TFTP"},
+			&cli.StringFlag{Name: "tftp-root", Usage: "directory served read-only over TFTP before the iPXE directory (empty: the iPXE directory only)"},
+			&cli.StringFlag{Name: "ipxe-dir", Value: netboot.DefaultIPXEDir, Usage: "iPXE boot images served over TFTP by base name (Debian's ipxe package)"},
 			&cli.StringFlag{Name: "artifacts", Value: "/var/lib/rackflow/artifacts", Usage: "kernels and initrds served at /artifacts/"},
 		},
 		Action: func(c *cli.Context) error {
@@ -175,7 +176,7 @@ func netbootCommand() *cli.Command {
 			defer cl.Close()
 			svc, err := netboot.New(netboot.Config{
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
-				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"),
+				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"), IPXEDir: c.String("ipxe-dir"),
 				ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
 				CheckInKey: key, Reservations: inv, Signaler: cl, Identifier: cl, Logger: log,
 			})
