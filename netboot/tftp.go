@@ -1,6 +1,7 @@
 package netboot
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -61,6 +62,9 @@ func (t *tftpServer) newServer() *tftp.Server {
 	return srv
 }
 
+// tftpReadBuffer is the file read size of a transfer, in bytes.
+const tftpReadBuffer = 256 << 10
+
 // errTFTPRefused is the error sent to clients for any refused read; the
 // log has the reason.
 var errTFTPRefused = errors.New("file not found or access denied")
@@ -81,7 +85,9 @@ func (t *tftpServer) readHandler(filename string, rf io.ReaderFrom) error {
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 		ot.SetSize(size)
 	}
-	n, err := rf.ReadFrom(f)
+	// pin/tftp reads one block per Read: buffer, so that a 1468-byte
+	// blksize does not cost a read(2) per datagram.
+	n, err := rf.ReadFrom(bufio.NewReaderSize(f, tftpReadBuffer))
 	if err != nil {
 		t.obs.tftpTransfer(tftpResultFailed, n)
 		log.Warn("tftp: transfer failed", "bytes", n, "err", err)
