@@ -93,7 +93,7 @@ func (h *httpServer) bootScript(w http.ResponseWriter, r *http.Request) {
 	if id.node == "" {
 		log = log.With("node", p.Node)
 	}
-	log.Info("http: served boot script", "profile_node", p.Node, "mode", string(p.Mode))
+	log.Info("http: served boot script", "mode", string(p.Mode))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = io.WriteString(w, script)
