@@ -125,13 +125,16 @@ func runRoleOnce(ctx context.Context, ns, role string, stderr io.Writer, args ..
 // dhcpComparison is the DHCP part of the table.
 type dhcpComparison struct {
 	macs, concurrency int
-	rackflow, dnsmasq dhcpLoad
+	rackflow          dhcpLoad
+	dnsmasq           dhcpLoad // as deployed: lease database file, rewritten per lease
+	dnsmasqNoLeaseDB  dhcpLoad // --leasefile-ro: no lease database, as rackflow's reservation mode
 }
 
-// benchDHCP measures rackflow's DHCP server, then dnsmasq's, each freshly
-// started in the server namespace with a reservation for every simulated
-// MAC (dnsmasq: --dhcp-hostsfile, static range; both hand out a boot file),
-// with the same load generator.
+// benchDHCP measures rackflow's DHCP server, then dnsmasq's twice (with its
+// lease database, and without it), each freshly started in the server
+// namespace with a reservation for every simulated MAC (dnsmasq:
+// --dhcp-hostsfile, a static range; all hand out a boot file), with the same
+// load generator and MACs.
 func benchDHCP(ctx context.Context, n *testNet, work string, macs, concurrency int, stderr io.Writer) (dhcpComparison, error) {
 	cmp := dhcpComparison{macs: macs, concurrency: concurrency}
 	srv, err := startRackflow(ctx, n, work, "dhcp", macs, stderr)
@@ -145,43 +148,56 @@ func benchDHCP(ctx context.Context, n *testNet, work string, macs, concurrency i
 	if err != nil {
 		return cmp, err
 	}
-
-	dir := filepath.Join(work, "dnsmasq")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return cmp, err
-	}
 	var hosts strings.Builder
 	for i := range macs {
 		fmt.Fprintf(&hosts, "%s,%s\n", macOf(i), ipOf(i))
 	}
-	hostsFile := filepath.Join(dir, "hosts")
+	hostsFile := filepath.Join(work, "dnsmasq-hosts")
 	if err := os.WriteFile(hostsFile, []byte(hosts.String()), 0o644); err != nil {
 		return cmp, err
 	}
-	dnsmasq := cmdIn(ctx, n.server, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
-		"--interface="+serverIf, "--bind-interfaces", "--user=root", "--group=root", "--pid-file=",
-		"--dhcp-range=10.80.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile="+hostsFile,
-		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--dhcp-boot=undionly.kpxe,,"+serverIP,
-		"--dhcp-authoritative", "--no-ping", "--log-facility="+filepath.Join(dir, "dnsmasq.log"))
-	// dnsmasq logs every DHCP message to stderr too in --no-daemon mode.
-	dnsmasqErr, err := os.Create(filepath.Join(dir, "stderr.log"))
-	if err != nil {
+	if cmp.dnsmasq, err = dnsmasqLoad(ctx, n, filepath.Join(work, "dnsmasq"), hostsFile, false, macs, concurrency, stderr); err != nil {
 		return cmp, err
 	}
-	defer dnsmasqErr.Close()
-	dnsmasq.Stderr = dnsmasqErr
+	cmp.dnsmasqNoLeaseDB, err = dnsmasqLoad(ctx, n, filepath.Join(work, "dnsmasq-leasefile-ro"), hostsFile, true, macs, concurrency, stderr)
+	return cmp, err
+}
+
+// dnsmasqLoad runs dnsmasq (its files in dir; noLeaseDB: --leasefile-ro)
+// in the server namespace under the load generator.
+func dnsmasqLoad(ctx context.Context, n *testNet, dir, hostsFile string, noLeaseDB bool, macs, concurrency int, stderr io.Writer) (dhcpLoad, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return dhcpLoad{}, err
+	}
+	args := []string{"--no-daemon", "--conf-file=/dev/null", "--port=0",
+		"--interface=" + serverIf, "--bind-interfaces", "--user=root", "--group=root", "--pid-file=",
+		"--dhcp-range=10.80.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile=" + hostsFile,
+		"--dhcp-boot=undionly.kpxe,," + serverIP,
+		"--dhcp-authoritative", "--no-ping", "--log-facility=" + filepath.Join(dir, "dnsmasq.log")}
+	if noLeaseDB {
+		args = append(args, "--leasefile-ro")
+	} else {
+		args = append(args, "--dhcp-leasefile="+filepath.Join(dir, "leases"))
+	}
+	dnsmasq := cmdIn(ctx, n.server, "dnsmasq", args...)
+	// dnsmasq logs every DHCP message to stderr too in --no-daemon mode.
+	errLog, err := os.Create(filepath.Join(dir, "stderr.log"))
+	if err != nil {
+		return dhcpLoad{}, err
+	}
+	defer errLog.Close()
+	dnsmasq.Stderr = errLog
 	if err := dnsmasq.Start(); err != nil {
-		return cmp, fmt.Errorf("dnsmasq: %w", err)
+		return dhcpLoad{}, fmt.Errorf("dnsmasq: %w", err)
 	}
 	defer func() {
 		_ = dnsmasq.Process.Kill()
 		_ = dnsmasq.Wait()
 	}()
 	if err := waitUDPListener(ctx, n.server, 67); err != nil {
-		return cmp, fmt.Errorf("dnsmasq: %w", err)
+		return dhcpLoad{}, fmt.Errorf("dnsmasq: %w", err)
 	}
-	cmp.dnsmasq, err = runDHCPLoad(ctx, n, macs, concurrency, stderr)
-	return cmp, err
+	return runDHCPLoad(ctx, n, macs, concurrency, stderr)
 }
 
 // waitUDPListener waits up to 10 s for a UDP socket on port in namespace ns

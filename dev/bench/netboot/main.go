@@ -16,9 +16,12 @@
 //     --parallel), and the ratio rackflow / in.tftpd.
 //   - DHCP: full DORA exchanges per second, rackflow vs dnsmasq (--no-daemon
 //     --conf-file=/dev/null, --dhcp-hostsfile with the same reservations,
-//     --no-ping, a lease file), the same Go load generator (insomniacslk's
-//     dhcpv4 and nclient4 raw socket, see doraClient) with the same distinct
-//     MACs (4096, 64 in flight): both rates, the ratio and p50/p99 latency.
+//     --no-ping), once with its lease file (as deployed: dnsmasq rewrites it
+//     on every new lease) and once with --leasefile-ro (no lease database,
+//     like rackflow's reservation mode), the same Go load generator
+//     (insomniacslk's dhcpv4 and nclient4 raw socket, see doraClient) with
+//     the same distinct MACs (4096, 64 in flight): the rates, the ratios and
+//     p50/p99 latency.
 //   - Boot storm: 256 simulated clients (distinct MACs) starting within one
 //     second, each DHCP → TFTP boot file → DHCP as iPXE → HTTP script → 8
 //     MiB kernel (see stormRole), the server's egress shaped to 1 Gbit/s
@@ -189,9 +192,14 @@ func bench(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error
 		return fmt.Errorf("DHCP: %w", err)
 	}
 	rep.dhcpDone = true
-	if rep.dhcp.rackflow.Failed > 0 || rep.dhcp.dnsmasq.Failed > 0 {
-		return fmt.Errorf("DHCP: failed exchanges: rackflow %d %v, dnsmasq %d %v", rep.dhcp.rackflow.Failed,
-			rep.dhcp.rackflow.Errors, rep.dhcp.dnsmasq.Failed, rep.dhcp.dnsmasq.Errors)
+	for name, l := range map[string]dhcpLoad{"rackflow": rep.dhcp.rackflow, "dnsmasq": rep.dhcp.dnsmasq,
+		"dnsmasq --leasefile-ro": rep.dhcp.dnsmasqNoLeaseDB} {
+		if l.Failed > 0 {
+			err = errors.Join(err, fmt.Errorf("DHCP: %s: %d failed exchanges: %v", name, l.Failed, l.Errors))
+		}
+	}
+	if err != nil {
+		return err
 	}
 	fmt.Fprintln(stderr, "bench-netboot: boot storm ...")
 	rep.storm, err = benchStorm(ctx, n, work, cfg.stormClients, cfg.stormKernel, bootSize, cfg.stormRateMbit, stderr)
@@ -238,13 +246,18 @@ func (r report) print(w io.Writer) {
 		}
 	}
 	if r.dhcpDone {
-		rf, dm := r.dhcp.rackflow, r.dhcp.dnsmasq
+		rf := r.dhcp.rackflow
 		rate := func(l dhcpLoad) float64 { return float64(l.OK) / l.Seconds }
-		fmt.Fprintf(tw, "DHCP DORA, %d distinct MACs, %d in flight\trackflow\tdnsmasq\tratio\n", r.dhcp.macs, r.dhcp.concurrency)
-		fmt.Fprintf(tw, "  exchanges/s\t%.0f\t%.0f\t%.2f\n", rate(rf), rate(dm), rate(rf)/rate(dm))
-		fmt.Fprintf(tw, "  p50 latency, ms\t%.2f\t%.2f\t\n", rf.P50*1e3, dm.P50*1e3)
-		fmt.Fprintf(tw, "  p99 latency, ms\t%.2f\t%.2f\t\n", rf.P99*1e3, dm.P99*1e3)
-		fmt.Fprintf(tw, "  failed exchanges\t%d\t%d\t\n", rf.Failed, dm.Failed)
+		for _, dm := range []struct {
+			name string
+			load dhcpLoad
+		}{{"dnsmasq (lease file)", r.dhcp.dnsmasq}, {"dnsmasq --leasefile-ro", r.dhcp.dnsmasqNoLeaseDB}} {
+			fmt.Fprintf(tw, "DHCP DORA, %d distinct MACs, %d in flight\trackflow\t%s\tratio\n", r.dhcp.macs, r.dhcp.concurrency, dm.name)
+			fmt.Fprintf(tw, "  exchanges/s\t%.0f\t%.0f\t%.2f\n", rate(rf), rate(dm.load), rate(rf)/rate(dm.load))
+			fmt.Fprintf(tw, "  p50 latency, ms\t%.2f\t%.2f\t\n", rf.P50*1e3, dm.load.P50*1e3)
+			fmt.Fprintf(tw, "  p99 latency, ms\t%.2f\t%.2f\t\n", rf.P99*1e3, dm.load.P99*1e3)
+			fmt.Fprintf(tw, "  failed exchanges\t%d\t%d\t\n", rf.Failed, dm.load.Failed)
+		}
 	}
 	if r.stormDone {
 		s := r.storm

@@ -42,6 +42,7 @@ func TestQuickRun(t *testing.T) {
 		`(?m)^  exchanges/s +[1-9]\d* +[1-9]\d* +\d+\.\d\d$`,
 		`(?m)^  p99 latency, ms +\d+\.\d\d +\d+\.\d\d`,
 		`(?m)^  failed exchanges +0 +0`,
+		`(?m)^DHCP DORA.*dnsmasq --leasefile-ro`,
 		`(?m)^Boot storm, 16 clients`,
 		`(?m)^  N·F / link speed, s +\d+\.\d\d`,
 		`(?m)^  failed clients +0`,
