@@ -194,23 +194,23 @@ func dnsmasqLoad(ctx context.Context, n *testNet, dir, hostsFile string, noLease
 		_ = dnsmasq.Process.Kill()
 		_ = dnsmasq.Wait()
 	}()
-	if err := waitUDPListener(ctx, n.server, 67); err != nil {
+	if err := waitUDPListener(ctx, n.server, ":67"); err != nil {
 		return dhcpLoad{}, fmt.Errorf("dnsmasq: %w", err)
 	}
 	return runDHCPLoad(ctx, n, macs, concurrency, stderr)
 }
 
-// waitUDPListener waits up to 10 s for a UDP socket on port in namespace ns
-// (ss from iproute2).
-func waitUDPListener(ctx context.Context, ns string, port int) error {
-	want := fmt.Sprintf(":%d ", port)
+// waitUDPListener waits up to 10 s for a UDP socket on addr ("ip:port" or
+// ":port") in namespace ns (ss from iproute2).
+func waitUDPListener(ctx context.Context, ns string, addr string) error {
+	want := addr + " "
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		out, _ := cmdIn(ctx, ns, "ss", "-Hlun").Output()
 		if strings.Contains(string(out), want) {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nothing listens on UDP port %d after 10s", port)
+			return fmt.Errorf("nothing listens on UDP %s after 10s", addr)
 		}
 	}
 }

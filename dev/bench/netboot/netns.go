@@ -22,6 +22,7 @@ const (
 	serverIf = "rbs0"
 	clientIf = "rbc0"
 	serverIP = "10.80.0.1"
+	tftpdIP  = "10.80.0.3" // in.tftpd's, on the server end too
 	clientIP = "10.80.0.2" // the client end's own address (TFTP clients)
 	prefix   = "/16"
 	mtu      = 1500
@@ -46,6 +47,7 @@ func newTestNet(ctx context.Context) (*testNet, error) {
 		{"netns", "add", n.client},
 		{"-n", n.server, "link", "add", serverIf, "mtu", fmt.Sprint(mtu), "type", "veth", "peer", "name", clientIf, "netns", n.client},
 		{"-n", n.server, "addr", "add", serverIP + prefix, "dev", serverIf},
+		{"-n", n.server, "addr", "add", tftpdIP + prefix, "dev", serverIf},
 		{"-n", n.client, "addr", "add", clientIP + prefix, "dev", clientIf},
 		{"-n", n.server, "link", "set", "lo", "up"},
 		{"-n", n.client, "link", "set", "lo", "up"},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,36 +25,37 @@ type tftpRun struct {
 // mbps is the aggregate goodput in MB/s (10^6 bytes).
 func (r tftpRun) mbps() float64 { return float64(r.bytes) / 1e6 / r.wall.Seconds() }
 
-// tftpComparison is the TFTP part of the table.
-type tftpComparison struct {
-	size     int64
-	blksize  int
-	rackflow []tftpRun // per entry of streams
-	tftpd    []tftpRun
+// tftpPoint is one row: the median MB/s of each server over reps runs.
+type tftpPoint struct {
+	streams, reps   int
+	rackflow, tftpd float64 // MB/s
 }
 
-// benchTFTP serves file (size bytes, in root) from rackflow's TFTP server,
-// then from tftp-hpa's in.tftpd, each started alone in the server
-// namespace, and downloads it with curl from the client namespace: for
-// each entry of streams, that many concurrent transfers (curl --parallel,
-// one process), blksize negotiated (RFC 2348) the same for both.
-func benchTFTP(ctx context.Context, n *testNet, work, root, file string, size int64, blksize int, streams []int, stderr io.Writer) (tftpComparison, error) {
+// tftpComparison is the TFTP part of the table.
+type tftpComparison struct {
+	size    int64
+	blksize int
+	points  []tftpPoint
+}
+
+// benchTFTP serves file (size bytes, in root) from rackflow's TFTP server
+// on serverIP and from tftp-hpa's in.tftpd on tftpdIP, both running in the
+// server namespace over the same root, and downloads it with curl from the
+// client namespace: for each entry of streams, that many concurrent
+// transfers (curl --parallel, one process), blksize negotiated (RFC 2348)
+// the same for both. Runs alternate between the servers (which goes first
+// alternates too), reps[i] times each, and the median counts: the host's
+// load drifts, and both servers see the same drift.
+func benchTFTP(ctx context.Context, n *testNet, work, root, file string, size int64, blksize int, streams, reps []int, stderr io.Writer) (tftpComparison, error) {
 	cmp := tftpComparison{size: size, blksize: blksize}
 	srv, err := startRackflow(ctx, n, work, "tftp", 0, stderr)
 	if err != nil {
 		return cmp, err
 	}
-	cmp.rackflow, err = tftpRuns(ctx, n, file, size, blksize, streams)
-	if serr := srv.stop(); err == nil && serr != nil {
-		err = fmt.Errorf("rackflow server: %w", serr)
-	}
-	if err != nil {
-		return cmp, fmt.Errorf("rackflow: %w", err)
-	}
-
-	// in.tftpd: foreground, listening on the same address, chrooted to the
-	// same root (-s), as the tftp user the package creates (files 0644).
-	tftpd := cmdIn(ctx, n.server, "in.tftpd", "--foreground", "--listen", "--address", serverIP+":69", "--secure", root)
+	defer func() { _ = srv.stop() }()
+	// in.tftpd: foreground, listening, chrooted to the same root (-s), as
+	// the tftp user the package creates (files 0644).
+	tftpd := cmdIn(ctx, n.server, "in.tftpd", "--foreground", "--listen", "--address", tftpdIP+":69", "--secure", root)
 	tftpd.Stderr = stderr
 	if err := tftpd.Start(); err != nil {
 		return cmp, fmt.Errorf("in.tftpd: %w", err)
@@ -62,41 +64,53 @@ func benchTFTP(ctx context.Context, n *testNet, work, root, file string, size in
 		_ = tftpd.Process.Kill()
 		_ = tftpd.Wait()
 	}()
-	if err := waitUDPListener(ctx, n.server, 69); err != nil {
+	if err := waitUDPListener(ctx, n.server, tftpdIP+":69"); err != nil {
 		return cmp, fmt.Errorf("in.tftpd: %w", err)
 	}
-	cmp.tftpd, err = tftpRuns(ctx, n, file, size, blksize, streams)
-	if err != nil {
-		return cmp, fmt.Errorf("in.tftpd: %w", err)
+	servers := []struct{ name, ip string }{{"rackflow", serverIP}, {"in.tftpd", tftpdIP}}
+	for _, s := range servers { // warm: page cache, first-transfer costs
+		if _, err := curlTFTP(ctx, n, s.ip, file, size, blksize, 1); err != nil {
+			return cmp, fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	for i, st := range streams {
+		mbps := map[string][]float64{}
+		for rep := range reps[i] {
+			for k := range servers {
+				s := servers[(k+rep)%len(servers)]
+				r, err := curlTFTP(ctx, n, s.ip, file, size, blksize, st)
+				if err != nil {
+					return cmp, fmt.Errorf("%s: %w", s.name, err)
+				}
+				mbps[s.name] = append(mbps[s.name], r.mbps())
+			}
+		}
+		cmp.points = append(cmp.points, tftpPoint{streams: st, reps: reps[i],
+			rackflow: median(mbps["rackflow"]), tftpd: median(mbps["in.tftpd"])})
 	}
 	return cmp, nil
 }
 
-func tftpRuns(ctx context.Context, n *testNet, file string, size int64, blksize int, streams []int) ([]tftpRun, error) {
-	// One unmeasured transfer first: page cache and server warm.
-	if _, err := curlTFTP(ctx, n, file, size, blksize, 1); err != nil {
-		return nil, err
+// median of xs (not empty).
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
 	}
-	var runs []tftpRun
-	for _, s := range streams {
-		r, err := curlTFTP(ctx, n, file, size, blksize, s)
-		if err != nil {
-			return nil, err
-		}
-		runs = append(runs, r)
-	}
-	return runs, nil
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// curlTFTP downloads file streams times at once with one curl process in
-// the client namespace, checking every transfer received size bytes.
-func curlTFTP(ctx context.Context, n *testNet, file string, size int64, blksize, streams int) (tftpRun, error) {
-	args := []string{"-sS", "--max-time", "600", "--tftp-blksize", strconv.Itoa(blksize), "-w", "%{size_download}\n"}
+// curlTFTP downloads file from server streams times at once with one curl
+// process in the client namespace, checking every transfer received size
+// bytes.
+func curlTFTP(ctx context.Context, n *testNet, server, file string, size int64, blksize, streams int) (tftpRun, error) {
+	args := []string{"-sS", "--max-time", "900", "--tftp-blksize", strconv.Itoa(blksize), "-w", "%{size_download}\n"}
 	if streams > 1 {
 		args = append(args, "--parallel", "--parallel-immediate", "--parallel-max", strconv.Itoa(streams))
 	}
 	for range streams {
-		args = append(args, "-o", "/dev/null", "tftp://"+serverIP+"/"+file)
+		args = append(args, "-o", "/dev/null", "tftp://"+server+"/"+file)
 	}
 	start := time.Now()
 	out, err := cmdIn(ctx, n.client, "curl", args...).Output()
