@@ -173,7 +173,8 @@ func dnsmasqLoad(ctx context.Context, n *testNet, dir, hostsFile string, noLease
 		"--interface=" + serverIf, "--bind-interfaces", "--user=root", "--group=root", "--pid-file=",
 		"--dhcp-range=10.80.0.0,static,255.255.0.0,1h", "--dhcp-hostsfile=" + hostsFile,
 		"--dhcp-boot=undionly.kpxe,," + serverIP,
-		"--dhcp-authoritative", "--no-ping", "--log-facility=" + filepath.Join(dir, "dnsmasq.log")}
+		// --dhcp-lease-max: dnsmasq's default of 1000 would NAK the rest.
+		"--dhcp-authoritative", "--no-ping", fmt.Sprintf("--dhcp-lease-max=%d", macs+16), "--log-facility=" + filepath.Join(dir, "dnsmasq.log")}
 	if noLeaseDB {
 		args = append(args, "--leasefile-ro")
 	} else {

@@ -44,6 +44,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -62,7 +64,11 @@ type config struct {
 	stormRateMbit   int
 	timeout         time.Duration
 	keep            bool
+	parts           map[string]bool // of partNames
 }
+
+// partNames are the parts of the benchmark, in the order they run.
+var partNames = []string{"tftp", "dhcp", "storm"}
 
 func main() {
 	if role := os.Getenv(roleEnv); role != "" {
@@ -82,8 +88,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.stormRateMbit, "storm-rate-mbit", 1000, "server egress limit during the boot storm, Mbit/s (0: unshaped)")
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "bound of the whole benchmark")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the work directory (server logs)")
+	parts := fs.String("parts", strings.Join(partNames, ","), "comma-separated parts to run")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	cfg.parts = map[string]bool{}
+	for _, p := range strings.Split(*parts, ",") {
+		if !slices.Contains(partNames, p) {
+			return cfg, fmt.Errorf("-parts: unknown part %q (want some of %s)", p, strings.Join(partNames, ","))
+		}
+		cfg.parts[p] = true
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -184,11 +198,16 @@ func bench(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error
 
 	rep := report{cfg: cfg}
 	defer func() { rep.print(stdout) }()
-	fmt.Fprintln(stderr, "bench-netboot: TFTP ...")
-	if rep.tftp, err = benchTFTP(ctx, n, work, filepath.Join(work, "tftp"), tftpFile, cfg.tftpSize, cfg.tftpBlksize, cfg.tftpStreams, cfg.tftpReps, stderr); err != nil {
-		return fmt.Errorf("TFTP: %w", err)
+	if cfg.parts["tftp"] {
+		fmt.Fprintln(stderr, "bench-netboot: TFTP ...")
+		if rep.tftp, err = benchTFTP(ctx, n, work, filepath.Join(work, "tftp"), tftpFile, cfg.tftpSize, cfg.tftpBlksize, cfg.tftpStreams, cfg.tftpReps, stderr); err != nil {
+			return fmt.Errorf("TFTP: %w", err)
+		}
+		rep.tftpDone = true
 	}
-	rep.tftpDone = true
+	if !cfg.parts["dhcp"] {
+		return runStorm(ctx, cfg, n, work, bootSize, &rep, stderr)
+	}
 	fmt.Fprintln(stderr, "bench-netboot: DHCP ...")
 	if rep.dhcp, err = benchDHCP(ctx, n, work, cfg.dhcpMACs, cfg.dhcpConcurrency, stderr); err != nil {
 		return fmt.Errorf("DHCP: %w", err)
@@ -203,7 +222,16 @@ func bench(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error
 	if err != nil {
 		return err
 	}
+	return runStorm(ctx, cfg, n, work, bootSize, &rep, stderr)
+}
+
+// runStorm runs the boot storm when cfg asks for it.
+func runStorm(ctx context.Context, cfg config, n *testNet, work string, bootSize int64, rep *report, stderr io.Writer) error {
+	if !cfg.parts["storm"] {
+		return nil
+	}
 	fmt.Fprintln(stderr, "bench-netboot: boot storm ...")
+	var err error
 	rep.storm, err = benchStorm(ctx, n, work, cfg.stormClients, cfg.stormKernel, bootSize, cfg.stormRateMbit, stderr)
 	rep.stormDone = rep.storm.result.Clients > 0
 	if err != nil {

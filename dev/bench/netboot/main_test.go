@@ -70,6 +70,9 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-storm-rate-mbit", "-5"}, "-storm-rate-mbit"},
 		{[]string{"-timeout", "0s"}, "-timeout"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-parts", "dhcp,storm"}, ""},
+		{[]string{"-parts", "dhcp,pxe"}, `unknown part "pxe"`},
+		{[]string{"-parts", ""}, `unknown part ""`},
 		{[]string{"-nope"}, "flag provided but not defined"},
 	} {
 		var stderr bytes.Buffer
