@@ -63,7 +63,8 @@ func serverRole(args []string) error {
 	tftpRoot := fs.String("tftp-root", "", "TFTP root")
 	artifacts := fs.String("artifacts", "", "artifacts directory")
 	store := fs.String("store", "", "boot-profile store")
-	logPath := fs.String("log", "", "log file (Info level)")
+	logPath := fs.String("log", "", "log file")
+	debug := fs.Bool("debug", false, "log at Debug level (every request), not Info")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,6 +73,10 @@ func serverRole(args []string) error {
 		return err
 	}
 	defer logf.Close()
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
 	res := netboot.StaticReservations{}
 	for i := range *macs {
 		res[macOf(i).String()] = netboot.Reservation{Node: fmt.Sprintf("n%05d", i), Rack: "bench",
@@ -83,7 +88,7 @@ func serverRole(args []string) error {
 		DHCPAddr: "0.0.0.0:67", TFTPAddr: serverIP + ":69", HTTPAddr: serverIP + ":8880", ServerIP: serverIP,
 		TFTPRoot: *tftpRoot, ArtifactsDir: *artifacts, StoreDir: *store,
 		CheckInKey: key, Reservations: res, Signaler: refuseCheckIns{},
-		Logger: slog.New(slog.NewTextHandler(logf, nil)),
+		Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
 		return err

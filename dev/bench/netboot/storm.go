@@ -85,6 +85,9 @@ func stormRole(args []string) error {
 			o.start = time.Now()
 			o.bytes, o.err = bootClient(ctx, dhcp, link, i, *bootSize, *kernelSize, dhcpDone.Done)
 			o.end = time.Now()
+			if o.err != nil {
+				o.err = fmt.Errorf("%w (%.1f s after its start)", o.err, o.end.Sub(o.start).Seconds())
+			}
 		}()
 	}
 	// The raw DHCP socket closes once no client needs it any more.
@@ -248,7 +251,8 @@ func benchStorm(ctx context.Context, n *testNet, work string, clients int, kerne
 			return rep, err
 		}
 	}
-	srv, err := startRackflow(ctx, n, work, "storm", clients, stderr)
+	// Debug: the storm's log has every HTTP request and TFTP transfer.
+	srv, err := startRackflow(ctx, n, work, "storm", clients, stderr, "-debug")
 	if err != nil {
 		return rep, err
 	}

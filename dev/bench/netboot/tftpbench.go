@@ -136,10 +136,10 @@ func curlTFTP(ctx context.Context, n *testNet, server, file string, size int64, 
 // startRackflow runs the netboot service in the server namespace over the
 // benchmark's files (work/tftp, work/artifacts, work/store) with
 // reservations for macs simulated clients; name labels its log file.
-func startRackflow(ctx context.Context, n *testNet, work, name string, macs int, stderr io.Writer) (*roleProcess, error) {
-	return startRole(ctx, n.server, roleServer, stderr, "-macs", strconv.Itoa(macs),
+func startRackflow(ctx context.Context, n *testNet, work, name string, macs int, stderr io.Writer, extra ...string) (*roleProcess, error) {
+	return startRole(ctx, n.server, roleServer, stderr, append([]string{"-macs", strconv.Itoa(macs),
 		"-tftp-root", filepath.Join(work, "tftp"), "-artifacts", filepath.Join(work, "artifacts"),
-		"-store", filepath.Join(work, "store"), "-log", filepath.Join(work, "rackflow-"+name+".log"))
+		"-store", filepath.Join(work, "store"), "-log", filepath.Join(work, "rackflow-"+name+".log")}, extra...)...)
 }
 
 // exitStderr returns the stderr an *exec.ExitError captured.
