@@ -44,7 +44,7 @@ func TestQuickRun(t *testing.T) {
 		`(?m)^  failed exchanges +0 +0`,
 		`(?m)^DHCP DORA.*dnsmasq --leasefile-ro`,
 		`(?m)^Boot storm, 16 clients`,
-		`(?m)^  N·F / link speed, s +\d+\.\d\d`,
+		`(?m)^  N·F / 1000 Mbit/s \(a rack's provisioning link\), s +\d+\.\d\d`,
 		`(?m)^  failed clients +0`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {

@@ -96,15 +96,21 @@ func cmdIn(ctx context.Context, ns, name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// shape limits the server end's egress to rate (tc tbf, e.g. "1gbit") or
-// removes the limit when rate is "".
+// shape limits the server end's egress to rate (tc tbf, e.g. "1000mbit")
+// with fq_codel inside it, or removes the limit when rate is "". fq_codel
+// is what a Debian host puts on its NICs (systemd's
+// net.core.default_qdisc): each flow gets its own queue, so a DHCP or TFTP
+// datagram does not wait behind — or get tail-dropped with — hundreds of
+// bulk HTTP flows, as it would in a single FIFO.
 func (n *testNet) shape(ctx context.Context, rate string) error {
 	if rate == "" {
 		return ipTC(ctx, n.server, "qdisc", "del", "dev", serverIf, "root")
 	}
-	// burst: 1 ms at the rate, at least 64 KiB; latency bounds the queue.
-	return ipTC(ctx, n.server, "qdisc", "replace", "dev", serverIf, "root", "tbf", "rate", rate,
-		"burst", "256kb", "latency", "50ms")
+	if err := ipTC(ctx, n.server, "qdisc", "replace", "dev", serverIf, "root", "handle", "1:", "tbf", "rate", rate,
+		"burst", "256kb", "latency", "50ms"); err != nil {
+		return err
+	}
+	return ipTC(ctx, n.server, "qdisc", "replace", "dev", serverIf, "parent", "1:1", "handle", "10:", "fq_codel")
 }
 
 func ipTC(ctx context.Context, ns string, args ...string) error {

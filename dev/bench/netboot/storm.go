@@ -230,9 +230,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // stormReport is the boot-storm part of the table.
 type stormReport struct {
 	result     stormResult
-	rateMbit   int   // server egress shaping, 0 = unshaped
-	perClient  int64 // F: bytes one client fetches
-	idealSecs  float64
+	rateMbit   int     // server egress shaping, 0 = unshaped
+	refMbit    int     // the link speed N·F is divided by: rateMbit, or referenceMbit when unshaped
+	perClient  int64   // F: bytes one client fetches
+	idealSecs  float64 // N·F / refMbit
 	kernelSize int64
 }
 
@@ -274,15 +275,21 @@ func benchStorm(ctx context.Context, n *testNet, work string, clients int, kerne
 	if rep.result.Clients > 0 {
 		rep.perClient = rep.result.Bytes / int64(rep.result.Clients)
 	}
-	if rateMbit > 0 {
-		rep.idealSecs = float64(int64(clients)*rep.perClient) * 8 / (float64(rateMbit) * 1e6)
+	rep.refMbit = rateMbit
+	if rep.refMbit == 0 {
+		rep.refMbit = referenceMbit
 	}
+	rep.idealSecs = float64(int64(clients)*rep.perClient) * 8 / (float64(rep.refMbit) * 1e6)
 	if rep.result.Failed > 0 {
 		return rep, fmt.Errorf("boot storm: %d of %d clients failed: %s", rep.result.Failed, clients,
 			strings.Join(rep.result.Errors, "; "))
 	}
 	return rep, nil
 }
+
+// referenceMbit is the link speed an unshaped storm is compared with: a
+// rack's 1 Gbit/s provisioning network.
+const referenceMbit = 1000
 
 // stormKernel is the artifact every storm client's script names.
 const stormKernel = "storm-kernel.img"
