@@ -18,9 +18,12 @@ type Reservation struct {
 const DefaultLease = time.Hour
 
 // Reservations looks up the reservation of a MAC (implemented from the
-// inventory by the lead; StaticReservations is a fixed table).
+// inventory by package inventory; StaticReservations is a fixed table).
 type Reservations interface {
 	Reservation(mac net.HardwareAddr) (Reservation, bool)
+	// ReservedIP reports whether ip (IPv4) is some MAC's reservation: the
+	// dynamic pool never hands such an address out.
+	ReservedIP(ip net.IP) bool
 }
 
 // StaticReservations is a fixed Reservations table keyed by canonical MAC
@@ -31,4 +34,14 @@ type StaticReservations map[string]Reservation
 func (t StaticReservations) Reservation(mac net.HardwareAddr) (Reservation, bool) {
 	r, ok := t[mac.String()]
 	return r, ok
+}
+
+// ReservedIP implements Reservations (a linear scan: the table is small).
+func (t StaticReservations) ReservedIP(ip net.IP) bool {
+	for _, r := range t {
+		if r.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }

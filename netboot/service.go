@@ -56,6 +56,20 @@ type Config struct {
 	// BootFiles maps DHCP option 93 architectures to TFTP boot file names;
 	// nil → DefaultBootFiles.
 	BootFiles map[uint16]string
+
+	// DHCPMode is DHCPModeReservation ("" too) or DHCPModeProxy.
+	DHCPMode string
+	// PXEAddr is the UDP "host:port" of the proxyDHCP boot-server socket
+	// (port PXEPort, 4011, in production); only in DHCPModeProxy; "" → none.
+	PXEAddr string
+	// Subnets are the networks DHCP serves (directly, or through relays
+	// whose giaddr lies in them), with their dynamic pools and unknown-MAC
+	// policies; see Subnet. No two pools may overlap.
+	Subnets []Subnet
+	// DHCPStateDir holds the pool's lease journal and the discovery store
+	// (OpenDiscovery); required when a subnet has a pool or the
+	// UnknownEnrol policy.
+	DHCPStateDir string
 }
 
 // MinCheckInKeyLen is the shortest accepted Config.CheckInKey, in bytes.
@@ -76,6 +90,9 @@ type Service struct {
 	dhcpAddr, tftpAddr string
 	httpAddr, httpBase string
 	dhcpConn, tftpConn net.PacketConn
+	pxeConn            net.PacketConn // proxyDHCP port 4011
+	pxeAddr            string
+	dhcp               *dhcpServer
 	httpListener       net.Listener
 	ra                 *raResponder
 }
@@ -100,6 +117,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.DHCPAddr != "" && cfg.Reservations == nil {
 		return nil, errors.New("netboot config: Reservations is required when DHCPAddr is set")
+	}
+	if err := validateDHCP(&cfg); err != nil {
+		return nil, fmt.Errorf("netboot config: %w", err)
 	}
 	if cfg.TFTPAddr != "" {
 		if err := requireDir("TFTPRoot", cfg.TFTPRoot); err != nil {
@@ -188,6 +208,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if err := s.bind(ctx); err != nil {
 		s.closeListeners()
+		if s.dhcp != nil {
+			s.dhcp.closePool()
+		}
 		close(s.ready)
 		return err
 	}
@@ -199,16 +222,20 @@ func (s *Service) Run(ctx context.Context) error {
 		name string
 		err  error
 	}
-	results := make(chan result, 4)
+	results := make(chan result, 5)
 	running := 0
 	var httpSrv *http.Server
 	var tftpSrv interface{ Shutdown() }
 
 	if s.dhcpConn != nil {
-		d := &dhcpServer{res: s.cfg.Reservations, serverIP: s.serverIP, bootFiles: s.cfg.BootFiles,
-			httpBase: s.HTTPBase, log: s.log}
+		d := s.dhcp
+		defer d.closePool()
 		running++
-		go func() { results <- result{"dhcp", d.serve(s.dhcpConn)} }()
+		go func() { results <- result{"dhcp", d.serve(s.dhcpConn, false)} }()
+		if s.pxeConn != nil {
+			running++
+			go func() { results <- result{"dhcp-pxe", d.serve(s.pxeConn, true)} }()
+		}
 	}
 	if s.ra != nil {
 		running++
@@ -275,6 +302,12 @@ func (s *Service) bind(ctx context.Context) error {
 		s.mu.Lock()
 		s.dhcpConn, s.dhcpAddr = c, c.LocalAddr().String()
 		s.mu.Unlock()
+		if err := s.bindPXE(ctx); err != nil {
+			return err
+		}
+		if s.dhcp, err = s.newDHCPServer(); err != nil {
+			return err
+		}
 	}
 	if s.cfg.RAInterface != "" {
 		ra, err := listenRA(s.cfg.RAInterface, s.log)
@@ -319,6 +352,9 @@ func (s *Service) closeListeners() {
 	defer s.mu.Unlock()
 	if s.dhcpConn != nil {
 		_ = s.dhcpConn.Close()
+	}
+	if s.pxeConn != nil {
+		_ = s.pxeConn.Close()
 	}
 	if s.tftpConn != nil {
 		_ = s.tftpConn.Close()
