@@ -100,8 +100,8 @@ type leasePool struct {
 	mu       sync.Mutex
 	byIP     map[netip.Addr]*lease
 	byMAC    map[string]*lease // subnet + "/" + mac → the MAC's record in that subnet
-	f        *os.File // the journal, open for appending
-	lock     *os.File // leases.lock, flocked while the pool is open
+	f        *os.File          // the journal, open for appending
+	lock     *os.File          // leases.lock, flocked while the pool is open
 	path     string
 	lines    int
 	reserved func(netip.Addr) bool // reserved for a node of the inventory
