@@ -425,7 +425,9 @@ func TestDHCPConfigErrors(t *testing.T) {
 		{"PXE port outside proxy mode", func(c *Config) { c.PXEAddr = "127.0.0.1:4011" }, "PXEAddr is only served"},
 		{"bad PXE address", func(c *Config) { c.DHCPMode = DHCPModeProxy; c.PXEAddr = "nowhere" }, "PXEAddr"},
 		{"bad subnet name", func(c *Config) { c.Subnets = sub(func(s *Subnet) { s.Name = "R 1" }) }, "invalid name"},
-		{"IPv6 prefix", func(c *Config) { c.Subnets = sub(func(s *Subnet) { s.Prefix = netip.MustParsePrefix("2001:db8::/64") }) }, "not an IPv4 prefix"},
+		{"IPv6 prefix", func(c *Config) {
+			c.Subnets = sub(func(s *Subnet) { s.Prefix = netip.MustParsePrefix("2001:db8::/64") })
+		}, "not an IPv4 prefix"},
 		{"pool outside", func(c *Config) {
 			c.Subnets = sub(func(s *Subnet) { s.PoolEnd = netip.MustParseAddr("128.0.0.1") })
 		}, "not inside"},
