@@ -121,6 +121,9 @@ func (d *dhcpServer) respond(peer net.Addr, m *dhcpv4.DHCPv4, pxePort bool) (*dh
 	log = log.With("mac", mac.String())
 	if gi, ok := addrOf(m.GatewayIPAddr); ok {
 		log = log.With("relay", gi.String())
+		if rai := m.RelayAgentInfo(); rai != nil {
+			log = log.With("circuit_id", fmt.Sprintf("%q", rai.Get(dhcpv4.AgentCircuitIDSubOption)))
+		}
 	}
 	if d.proxy {
 		return d.proxyRespond(m, pxePort, log)
