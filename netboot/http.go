@@ -17,6 +17,7 @@ import (
 // httpServer holds the HTTP routes:
 //
 //	GET  /boot/<mac>.ipxe          iPXE script from the MAC's profile (400 bad MAC, 404 no profile)
+//	GET  /discover/<mac>.ipxe      discovery script of an unknown MAC (discoveryScript; 400 bad MAC)
 //	GET  /artifacts/<name>         file under ArtifactsDir (Range, ETag, Last-Modified; 404 otherwise)
 //	GET  /exports/<node>/<file>    file under the node's exported directory (Range, ETag, Last-Modified)
 //	POST /v1/checkin               agent check-in (see checkInHandler)
@@ -41,6 +42,7 @@ type httpServer struct {
 func (h *httpServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boot/{file}", h.bootScript)
+	mux.HandleFunc("GET /discover/{file}", h.discoveryScript)
 	mux.HandleFunc("GET /artifacts/{name...}", h.artifact)
 	mux.HandleFunc("GET /exports/{node}/{file...}", h.export)
 	mux.Handle("/v1/checkin", h.checkin)

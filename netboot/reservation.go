@@ -31,9 +31,12 @@ type Reservation struct {
 const DefaultLease = time.Hour
 
 // Reservations looks up the reservation of a MAC (implemented from the
-// inventory by the lead; StaticReservations is a fixed table).
+// inventory by package inventory; StaticReservations is a fixed table).
 type Reservations interface {
 	Reservation(mac net.HardwareAddr) (Reservation, bool)
+	// ReservedIP reports whether ip (IPv4) is some MAC's reservation: the
+	// dynamic pool never hands such an address out.
+	ReservedIP(ip net.IP) bool
 }
 
 // StaticReservations is a fixed Reservations table keyed by canonical MAC
@@ -75,3 +78,13 @@ func ParseArch(s string) (uint16, error) {
 // ValidBootFile reports whether name may be handed out as a boot file (a
 // clean relative path, see Config.BootFiles).
 func ValidBootFile(name string) error { return validArtifactName(name) }
+
+// ReservedIP implements Reservations (a linear scan: the table is small).
+func (t StaticReservations) ReservedIP(ip net.IP) bool {
+	for _, r := range t {
+		if r.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -65,6 +65,20 @@ type Config struct {
 	// BootFiles maps DHCP option 93 architectures to TFTP boot file names;
 	// nil → DefaultBootFiles.
 	BootFiles map[uint16]string
+
+	// DHCPMode is DHCPModeReservation ("" too) or DHCPModeProxy.
+	DHCPMode string
+	// PXEAddr is the UDP "host:port" of the proxyDHCP boot-server socket
+	// (port PXEPort, 4011, in production); only in DHCPModeProxy; "" → none.
+	PXEAddr string
+	// Subnets are the networks DHCP serves (directly, or through relays
+	// whose giaddr lies in them), with their dynamic pools and unknown-MAC
+	// policies; see Subnet. No two pools may overlap.
+	Subnets []Subnet
+	// DHCPStateDir holds the pool's lease journal and the discovery store
+	// (OpenDiscovery); required when a subnet has a pool or the
+	// UnknownEnrol policy.
+	DHCPStateDir string
 }
 
 // DefaultIPXEDir is where Debian's ipxe package installs the iPXE boot
@@ -90,6 +104,9 @@ type Service struct {
 	dhcpAddr, tftpAddr string
 	httpAddr, httpBase string
 	dhcpConn, tftpConn net.PacketConn
+	pxeConn            net.PacketConn // proxyDHCP port 4011
+	pxeAddr            string
+	dhcp               *dhcpServer
 	httpListener       net.Listener
 	ra                 *raResponder
 }
@@ -117,6 +134,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.IPXEDir == "" {
 		cfg.IPXEDir = DefaultIPXEDir
+	}
+	if err := validateDHCP(&cfg); err != nil {
+		return nil, fmt.Errorf("netboot config: %w", err)
 	}
 	if cfg.TFTPAddr != "" {
 		if cfg.TFTPRoot != "" {
@@ -214,6 +234,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if err := s.bind(ctx); err != nil {
 		s.closeListeners()
+		if s.dhcp != nil {
+			s.dhcp.closePool()
+		}
 		close(s.ready)
 		return err
 	}
@@ -225,16 +248,20 @@ func (s *Service) Run(ctx context.Context) error {
 		name string
 		err  error
 	}
-	results := make(chan result, 4)
+	results := make(chan result, 5)
 	running := 0
 	var httpSrv *http.Server
 	var tftpSrv interface{ Shutdown() }
 
 	if s.dhcpConn != nil {
-		d := &dhcpServer{res: s.cfg.Reservations, serverIP: s.serverIP, bootFiles: s.cfg.BootFiles,
-			httpBase: s.HTTPBase, log: s.log, obs: s.obs}
+		d := s.dhcp
+		defer d.closePool()
 		running++
-		go func() { results <- result{"dhcp", d.serve(s.dhcpConn)} }()
+		go func() { results <- result{"dhcp", d.serve(s.dhcpConn, false)} }()
+		if s.pxeConn != nil {
+			running++
+			go func() { results <- result{"dhcp-pxe", d.serve(s.pxeConn, true)} }()
+		}
 	}
 	if s.ra != nil {
 		running++
@@ -303,6 +330,12 @@ func (s *Service) bind(ctx context.Context) error {
 		s.mu.Lock()
 		s.dhcpConn, s.dhcpAddr = c, c.LocalAddr().String()
 		s.mu.Unlock()
+		if err := s.bindPXE(ctx); err != nil {
+			return err
+		}
+		if s.dhcp, err = s.newDHCPServer(); err != nil {
+			return err
+		}
 	}
 	if s.cfg.RAInterface != "" {
 		ra, err := listenRA(s.cfg.RAInterface, s.log)
@@ -347,6 +380,9 @@ func (s *Service) closeListeners() {
 	defer s.mu.Unlock()
 	if s.dhcpConn != nil {
 		_ = s.dhcpConn.Close()
+	}
+	if s.pxeConn != nil {
+		_ = s.pxeConn.Close()
 	}
 	if s.tftpConn != nil {
 		_ = s.tftpConn.Close()

@@ -9,7 +9,8 @@
 //	  - name: r01
 //	    credentials: bmc-default          # inherited by every node of the rack
 //	    limits: {clones: 4, power_ons: 4, power_on_interval: 5s, in_flight: 32}
-//	    netboot: {server_ip: 10.0.0.1, subnet: 10.0.0.0/24, router: 10.0.0.254, lease: 1h}
+//	    netboot: {server_ip: 10.0.0.1, subnet: 10.0.0.0/24, router: 10.0.0.254, lease: 1h,
+//	              pool: 10.0.0.200-10.0.0.249, unknown: enrol}
 //	nodes:
 //	  - name: r01n01
 //	    rack: r01
@@ -51,6 +52,7 @@ type Inventory struct {
 	nodes map[string]int
 	racks map[string]int
 	byMAC map[string]int
+	byIP  map[netip.Addr]int
 }
 
 // Credential is a BMC user. The password is given inline, or read from
@@ -86,6 +88,12 @@ type Netboot struct {
 	Subnet   string   `yaml:"subnet"`           // CIDR holding the nodes' IPs
 	Router   string   `yaml:"router,omitempty"` // default gateway handed out by DHCP
 	Lease    Duration `yaml:"lease,omitempty"`  // DHCP lease time (default 1 h)
+	// Pool is the dynamic range "first-last" (inclusive, inside Subnet)
+	// for unknown and identify-mode machines; "" → none.
+	Pool string `yaml:"pool,omitempty"`
+	// Unknown is the rack's unknown-MAC policy: "ignore" (default) or
+	// "enrol" (record it for `rackflow discovered`, lease it a pool address).
+	Unknown string `yaml:"unknown,omitempty"`
 }
 
 // Node is one physical server.
@@ -223,9 +231,13 @@ func (inv *Inventory) validate(root *yaml.Node) error {
 		if _, err := netip.ParseAddr(r.Netboot.Router); r.Netboot.Router != "" && err != nil {
 			bad(fmt.Sprintf("%q is not an IP address", r.Netboot.Router), "racks", i, "netboot", "router")
 		}
+		for _, e := range validateRackDHCP(r.Netboot) {
+			bad(e.msg, "racks", i, "netboot", e.field)
+		}
 	}
 	inv.nodes = map[string]int{}
 	inv.byMAC = map[string]int{}
+	inv.byIP = map[netip.Addr]int{}
 	ips := map[string]int{}
 	for i := range inv.Nodes {
 		n := &inv.Nodes[i]
@@ -268,6 +280,7 @@ func (inv *Inventory) validate(root *yaml.Node) error {
 				bad(fmt.Sprintf("IP %s is also node %q's", n.IP, inv.Nodes[other].Name), "nodes", i, "ip")
 			}
 			ips[n.IP] = i
+			inv.byIP[ip] = i
 		}
 		for _, key := range slices.Sorted(maps.Keys(n.BootFiles)) {
 			if _, err := netboot.ParseArch(key); err != nil {
