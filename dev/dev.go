@@ -224,7 +224,12 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		return env, err
 	}
 
+	subnets, err := env.Inventory.Subnets()
+	if err != nil {
+		return env, err
+	}
 	nbc := netboot.Config{
+		Subnets: subnets, DHCPStateDir: filepath.Join(o.StateDir, "dhcp"),
 		DHCPAddr: o.DHCPAddr, TFTPAddr: o.TFTPAddr, HTTPAddr: o.HTTPAddr, ServerIP: "127.0.0.1",
 		TFTPRoot: tftpRoot, ArtifactsDir: artifacts, StoreDir: filepath.Join(o.StateDir, "netboot"),
 		CheckInKey: key, Reservations: env.Inventory, Signaler: env.Client, Identifier: env.Client, Logger: log,

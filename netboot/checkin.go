@@ -58,38 +58,58 @@ type checkInHandler struct {
 	key      []byte
 	signaler Signaler
 	log      *slog.Logger
+	obs      *instruments // nil records nothing
 }
 
 func (h *checkInHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.obs.checkIn(h.serve(w, r))
+}
+
+// serve answers the check-in and returns the status it answered with.
+func (h *checkInHandler) serve(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSONError(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
-		return
+		return http.StatusMethodNotAllowed
 	}
 	c, status, err := decodeCheckIn(w, r)
+	log := h.log.With(h.who(r.RemoteAddr, c.Node)...)
 	if err != nil {
-		h.log.Warn("check-in refused", "status", status, "remote", r.RemoteAddr, "node", c.Node, "err", err)
+		log.Warn("check-in refused", "status", status, "remote", r.RemoteAddr, "err", err)
 		writeJSONError(w, status, err.Error())
-		return
+		return status
 	}
-	log := h.log.With("node", c.Node, "run", c.Run, "checkin_status", c.Status)
+	log = log.With("run", c.Run, "checkin_status", c.Status)
 	if !VerifyToken(h.key, c.Node, c.Run, c.Token) {
 		log.Warn("check-in refused: token does not verify", "remote", r.RemoteAddr)
 		writeJSONError(w, http.StatusForbidden, "token does not verify for this node and run")
-		return
+		return http.StatusForbidden
 	}
 	if err := h.signaler.CheckIn(r.Context(), c); err != nil {
 		if errors.Is(err, ErrNoOperation) {
 			log.Warn("check-in refused: no operation in progress", "err", err)
 			writeJSONError(w, http.StatusConflict, ErrNoOperation.Error())
-			return
+			return http.StatusConflict
 		}
 		log.Error("check-in signal failed", "err", err)
 		writeJSONError(w, http.StatusBadGateway, "could not deliver the check-in")
-		return
+		return http.StatusBadGateway
 	}
 	log.Info("check-in accepted", "digest", c.Digest, "message", c.Message)
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+	return http.StatusAccepted
+}
+
+// who returns the log attributes naming the machine behind a check-in: the
+// node its body names (when any) and, from the client table, the MAC and
+// rack of the address it came from when that address is leased to the same
+// node (or the body names none).
+func (h *checkInHandler) who(remote, node string) []any {
+	id := h.obs.lookup(remote)
+	if node != "" && id.node != node {
+		id = identity{node: node}
+	}
+	return id.attrs()
 }
 
 // decodeCheckIn reads and validates the body; on error it returns the HTTP

@@ -130,9 +130,28 @@ func dhclient(t *testing.T, n *nsNet, leaseDir, conf string) dhcpLease {
 	for {
 		switch ev := lastEvent(dir); ev {
 		case "BOUND", "REBOOT", "RENEW", "REBIND":
+			// The script logs the event before it dumps its environment, and
+			// dhclient runs the script before it writes the lease file: let
+			// both finish (up to 3 s each), so that a later run remembers
+			// the lease.
+			var v map[string]string
+			for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if _, err := os.Stat(filepath.Join(dir, ev+".env")); err == nil {
+					if v = readEnv(t, filepath.Join(dir, ev+".env")); v["new_ip_address"] != "" || time.Now().After(deadline) {
+						break
+					}
+				} else if time.Now().After(deadline) {
+					v = map[string]string{}
+					break
+				}
+			}
+			for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				if b, _ := os.ReadFile(filepath.Join(leaseDir, "dhclient.leases")); strings.Contains(string(b), "fixed-address "+v["new_ip_address"]+";") {
+					break
+				}
+			}
 			_ = cmd.Process.Kill()
 			<-exited
-			v := readEnv(t, filepath.Join(dir, ev+".env"))
 			return dhcpLease{reason: ev, ip: v["new_ip_address"], nextServer: v["new_next_server"], bootFile: v["new_filename"],
 				option66: v["new_tftp_server_name"], option67: v["new_bootfile_name"], server: v["new_dhcp_server_identifier"], vars: v}
 		}

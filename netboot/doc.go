@@ -10,6 +10,11 @@
 // TFTP uses github.com/pin/tftp/v3 v3.1.0, which negotiates blksize and
 // tsize but has no RFC 7440 windowsize: every block is acknowledged.
 //
+// Every Service has its own Prometheus registry, served at GET /metrics
+// (see instruments), and logs with log/slog; the lines of a request name
+// the MAC, node and rack behind it when known (from the reservation, or
+// from the address the service acknowledged over DHCP — see clientTable).
+//
 // Service bundles the three servers; Store, AgentArgs, MintToken/VerifyToken
 // are used by the activities that prepare a node's boot.
 package netboot

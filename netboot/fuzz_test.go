@@ -118,9 +118,9 @@ func FuzzDHCPHandler(f *testing.F) {
 			return // server4 drops what it cannot parse
 		}
 		peer := &net.UDPAddr{IP: net.IPv4zero, Port: dhcpv4.ClientPort}
-		resp, _ := d.respond(peer, m) // no recover here: a panic fails the fuzz run
+		resp, _ := d.respond(peer, m, false) // no recover here: a panic fails the fuzz run
 		conn := &capturePacketConn{}
-		d.handle(conn, peer, m) // the full handler, reply written to conn
+		d.handle(conn, peer, m, false) // the full handler, reply written to conn
 		if panics.Load() != 0 {
 			t.Fatal("handler recovered from a panic")
 		}

@@ -74,6 +74,7 @@ type testEnv struct {
 	tftpRoot  string
 	artifacts string
 	outside   string // a directory outside every served root
+	stop      func() // stops the service now (idempotent; also run at cleanup)
 }
 
 // startService starts a Service with all three servers on 127.0.0.1:0 (edit
@@ -116,7 +117,8 @@ func startService(t *testing.T, mutate func(*Config)) *testEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(awaitRunning(t, svc, cancel, done))
+	env.stop = awaitRunning(t, svc, cancel, done)
+	t.Cleanup(env.stop)
 	return env
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"path"
 	"path/filepath"
@@ -16,25 +17,32 @@ import (
 // httpServer holds the HTTP routes:
 //
 //	GET  /boot/<mac>.ipxe          iPXE script from the MAC's profile (400 bad MAC, 404 no profile)
+//	GET  /discover/<mac>.ipxe      discovery script of an unknown MAC (discoveryScript; 400 bad MAC)
 //	GET  /artifacts/<name>         file under ArtifactsDir (Range, ETag, Last-Modified; 404 otherwise)
 //	GET  /exports/<node>/<file>    file under the node's exported directory (Range, ETag, Last-Modified)
 //	POST /v1/checkin               agent check-in (see checkInHandler)
 //	POST /v1/identify              USB-identify (see identifyHandler), only with an Identifier
 //	GET  /healthz                  200 "ok"
+//	GET  /metrics                  Prometheus metrics (see instruments), only with obs
 //
-// GET routes also answer HEAD.
+// GET routes also answer HEAD. Every request is counted by route and
+// status, and logged with the MAC, node and rack behind the client address
+// when the client table knows it.
 type httpServer struct {
 	store     *Store
 	artifacts string        // "" → /artifacts/ answers 404
 	base      func() string // "http://host:port" used in scripts
 	checkin   *checkInHandler
 	identify  *identifyHandler // nil → /v1/identify is not served
+	res       Reservations     // names the node and rack of a MAC in logs; may be nil
 	log       *slog.Logger
+	obs       *instruments // nil → no /metrics, nothing recorded
 }
 
 func (h *httpServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /boot/{file}", h.bootScript)
+	mux.HandleFunc("GET /discover/{file}", h.discoveryScript)
 	mux.HandleFunc("GET /artifacts/{name...}", h.artifact)
 	mux.HandleFunc("GET /exports/{node}/{file...}", h.export)
 	mux.Handle("/v1/checkin", h.checkin)
@@ -45,6 +53,9 @@ func (h *httpServer) handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	if h.obs != nil {
+		mux.Handle("GET /metrics", h.obs.handler())
+	}
 	return h.logRequests(mux)
 }
 
@@ -60,7 +71,15 @@ func (h *httpServer) bootScript(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid MAC address", http.StatusBadRequest)
 		return
 	}
-	log := h.log.With("mac", mac, "remote", r.RemoteAddr)
+	id := identity{mac: mac}
+	if h.res != nil {
+		if hw, err := net.ParseMAC(mac); err == nil {
+			if res, ok := h.res.Reservation(hw); ok {
+				id.node, id.rack = res.Node, res.Rack
+			}
+		}
+	}
+	log := h.log.With(id.attrs()...).With("remote", r.RemoteAddr)
 	p, err := h.store.Get(mac)
 	if errors.Is(err, ErrNoProfile) {
 		log.Info("http: no boot profile for MAC")
@@ -73,7 +92,10 @@ func (h *httpServer) bootScript(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	script := renderScript(p, h.base())
-	log.Info("http: served boot script", "node", p.Node, "mode", string(p.Mode))
+	if id.node == "" {
+		log = log.With("node", p.Node)
+	}
+	log.Info("http: served boot script", "mode", string(p.Mode))
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = io.WriteString(w, script)
@@ -115,7 +137,7 @@ func (h *httpServer) artifact(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	h.serveRooted(w, r, h.artifacts, r.PathValue("name"), h.log)
+	h.serveRooted(w, r, h.artifacts, r.PathValue("name"), h.log.With(h.obs.lookup(r.RemoteAddr).attrs()...))
 }
 
 func (h *httpServer) export(w http.ResponseWriter, r *http.Request) {
@@ -125,7 +147,11 @@ func (h *httpServer) export(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dir := filepath.Join(h.store.ExportsDir(), node)
-	h.serveRooted(w, r, dir, r.PathValue("file"), h.log.With("node", node))
+	id := h.obs.lookup(r.RemoteAddr)
+	if id.node != node {
+		id = identity{node: node}
+	}
+	h.serveRooted(w, r, dir, r.PathValue("file"), h.log.With(id.attrs()...))
 }
 
 // serveRooted serves the regular file name under root with
@@ -153,14 +179,18 @@ func (h *httpServer) serveRooted(w http.ResponseWriter, r *http.Request, root, n
 	http.ServeContent(w, r, fi.Name(), fi.ModTime(), f)
 }
 
-// logRequests logs every request at Debug with its status and size.
+// logRequests counts every request by route (the ServeMux pattern, which
+// the mux sets on r) and status, and logs it at Debug with its status and
+// size and the machine behind the client address.
 func (h *httpServer) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		h.log.Debug("http: request", "method", r.Method, "path", r.URL.Path, "status", sw.code(),
-			"bytes", sw.bytes, "remote", r.RemoteAddr, "duration", time.Since(start))
+		h.obs.httpRequest(r.Pattern, sw.code())
+		h.log.Debug("http: request", append([]any{"method", r.Method, "path", r.URL.Path, "route", r.Pattern,
+			"status", sw.code(), "bytes", sw.bytes, "remote", r.RemoteAddr, "duration", time.Since(start)},
+			h.obs.lookup(r.RemoteAddr).attrs()...)...)
 	})
 }
 

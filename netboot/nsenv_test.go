@@ -58,7 +58,7 @@ func requireRealClients(t *testing.T, binaries ...string) {
 	}
 	for _, b := range append([]string{"ip"}, binaries...) {
 		if _, err := exec.LookPath(b); err != nil {
-			unavailable("%s not found (Debian packages: iproute2, busybox-static, isc-dhcp-client, tftp-hpa, curl)", b)
+			unavailable("%s not found (Debian packages: iproute2, busybox-static, isc-dhcp-client, isc-dhcp-relay, tftp-hpa, curl)", b)
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Service. An empty listen address disables that
@@ -28,7 +30,14 @@ type Config struct {
 	// enabled or HTTP listens on an unspecified host.
 	ServerIP string
 
-	TFTPRoot string // directory served read-only over TFTP; required with TFTPAddr
+	// TFTPRoot is the directory served read-only over TFTP; "" → IPXEDir
+	// only. With TFTPAddr, at least one of the two must exist.
+	TFTPRoot string
+	// IPXEDir holds the iPXE boot images served over TFTP by their base
+	// name when TFTPRoot does not hold that name; symlinks in it are
+	// followed (Debian's ipxe package links ipxe.efi to /boot). "" →
+	// DefaultIPXEDir; a missing directory serves nothing.
+	IPXEDir string
 	// TFTPSinglePort serves every transfer from the listening socket
 	// instead of a new port per transfer (pin/tftp's single-port mode, as
 	// dnsmasq's --tftp-single-port): for firewalls that pass port 69 only,
@@ -56,7 +65,25 @@ type Config struct {
 	// BootFiles maps DHCP option 93 architectures to TFTP boot file names;
 	// nil → DefaultBootFiles.
 	BootFiles map[uint16]string
+
+	// DHCPMode is DHCPModeReservation ("" too) or DHCPModeProxy.
+	DHCPMode string
+	// PXEAddr is the UDP "host:port" of the proxyDHCP boot-server socket
+	// (port PXEPort, 4011, in production); only in DHCPModeProxy; "" → none.
+	PXEAddr string
+	// Subnets are the networks DHCP serves (directly, or through relays
+	// whose giaddr lies in them), with their dynamic pools and unknown-MAC
+	// policies; see Subnet. No two pools may overlap.
+	Subnets []Subnet
+	// DHCPStateDir holds the pool's lease journal and the discovery store
+	// (OpenDiscovery); required when a subnet has a pool or the
+	// UnknownEnrol policy.
+	DHCPStateDir string
 }
+
+// DefaultIPXEDir is where Debian's ipxe package installs the iPXE boot
+// images (undionly.kpxe, ipxe.efi, snponly.efi, ...).
+const DefaultIPXEDir = "/usr/lib/ipxe"
 
 // MinCheckInKeyLen is the shortest accepted Config.CheckInKey, in bytes.
 const MinCheckInKeyLen = 16
@@ -68,6 +95,7 @@ type Service struct {
 	serverIP net.IP
 	store    *Store
 	log      *slog.Logger
+	obs      *instruments
 
 	ready   chan struct{}
 	runOnce sync.Once
@@ -76,6 +104,9 @@ type Service struct {
 	dhcpAddr, tftpAddr string
 	httpAddr, httpBase string
 	dhcpConn, tftpConn net.PacketConn
+	pxeConn            net.PacketConn // proxyDHCP port 4011
+	pxeAddr            string
+	dhcp               *dhcpServer
 	httpListener       net.Listener
 	ra                 *raResponder
 }
@@ -101,9 +132,19 @@ func New(cfg Config) (*Service, error) {
 	if cfg.DHCPAddr != "" && cfg.Reservations == nil {
 		return nil, errors.New("netboot config: Reservations is required when DHCPAddr is set")
 	}
+	if cfg.IPXEDir == "" {
+		cfg.IPXEDir = DefaultIPXEDir
+	}
+	if err := validateDHCP(&cfg); err != nil {
+		return nil, fmt.Errorf("netboot config: %w", err)
+	}
 	if cfg.TFTPAddr != "" {
-		if err := requireDir("TFTPRoot", cfg.TFTPRoot); err != nil {
-			return nil, fmt.Errorf("netboot config: %w (required when TFTPAddr is set)", err)
+		if cfg.TFTPRoot != "" {
+			if err := requireDir("TFTPRoot", cfg.TFTPRoot); err != nil {
+				return nil, fmt.Errorf("netboot config: %w", err)
+			}
+		} else if err := requireDir("IPXEDir", cfg.IPXEDir); err != nil {
+			return nil, fmt.Errorf("netboot config: TFTPRoot is empty and %w (install Debian's ipxe package or set TFTPRoot)", err)
 		}
 	}
 	if cfg.ArtifactsDir != "" {
@@ -126,7 +167,7 @@ func New(cfg Config) (*Service, error) {
 	} else {
 		cfg.BootFiles = maps.Clone(cfg.BootFiles)
 		for arch, file := range cfg.BootFiles {
-			if err := validArtifactName(file); err != nil {
+			if err := ValidBootFile(file); err != nil {
 				return nil, fmt.Errorf("netboot config: BootFiles[%d]: %w", arch, err)
 			}
 		}
@@ -136,7 +177,8 @@ func New(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, serverIP: serverIP, log: log.With("component", "netboot"), ready: make(chan struct{})}
+	s := &Service{cfg: cfg, serverIP: serverIP, log: log.With("component", "netboot"), ready: make(chan struct{}),
+		obs: newInstruments(newClientTable())}
 	if cfg.StoreDir != "" {
 		if s.store, err = OpenStore(cfg.StoreDir); err != nil {
 			return nil, fmt.Errorf("netboot config: StoreDir: %w", err)
@@ -147,6 +189,10 @@ func New(cfg Config) (*Service, error) {
 
 // Store returns the service's boot-profile store (nil without StoreDir).
 func (s *Service) Store() *Store { return s.store }
+
+// Metrics returns the service's Prometheus registry (the series of GET
+// /metrics, see instruments).
+func (s *Service) Metrics() prometheus.Gatherer { return s.obs.reg }
 
 // ServerIP returns the IPv4 address advertised to clients.
 func (s *Service) ServerIP() net.IP { return append(net.IP(nil), s.serverIP...) }
@@ -188,6 +234,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	if err := s.bind(ctx); err != nil {
 		s.closeListeners()
+		if s.dhcp != nil {
+			s.dhcp.closePool()
+		}
 		close(s.ready)
 		return err
 	}
@@ -199,30 +248,36 @@ func (s *Service) Run(ctx context.Context) error {
 		name string
 		err  error
 	}
-	results := make(chan result, 4)
+	results := make(chan result, 5)
 	running := 0
 	var httpSrv *http.Server
 	var tftpSrv interface{ Shutdown() }
 
 	if s.dhcpConn != nil {
-		d := &dhcpServer{res: s.cfg.Reservations, serverIP: s.serverIP, bootFiles: s.cfg.BootFiles,
-			httpBase: s.HTTPBase, log: s.log}
+		d := s.dhcp
+		defer d.closePool()
 		running++
-		go func() { results <- result{"dhcp", d.serve(s.dhcpConn)} }()
+		go func() { results <- result{"dhcp", d.serve(s.dhcpConn, false)} }()
+		if s.pxeConn != nil {
+			running++
+			go func() { results <- result{"dhcp-pxe", d.serve(s.pxeConn, true)} }()
+		}
 	}
 	if s.ra != nil {
 		running++
 		go func() { results <- result{"ra", s.ra.serve()} }()
 	}
 	if s.tftpConn != nil {
-		t := (&tftpServer{root: s.cfg.TFTPRoot, singlePort: s.cfg.TFTPSinglePort, log: s.log}).newServer()
+		t := (&tftpServer{root: s.cfg.TFTPRoot, ipxeDir: s.cfg.IPXEDir, singlePort: s.cfg.TFTPSinglePort,
+			log: s.log, obs: s.obs}).newServer()
 		tftpSrv = t
 		running++
 		go func() { results <- result{"tftp", t.Serve(s.tftpConn)} }()
 	}
 	if s.httpListener != nil {
 		h := &httpServer{store: s.store, artifacts: s.cfg.ArtifactsDir, base: s.HTTPBase, log: s.log,
-			checkin: &checkInHandler{key: s.cfg.CheckInKey, signaler: s.cfg.Signaler, log: s.log}}
+			res: s.cfg.Reservations, obs: s.obs,
+			checkin: &checkInHandler{key: s.cfg.CheckInKey, signaler: s.cfg.Signaler, log: s.log, obs: s.obs}}
 		if s.cfg.Identifier != nil {
 			h.identify = &identifyHandler{key: s.cfg.CheckInKey, identifier: s.cfg.Identifier, log: s.log}
 		}
@@ -275,6 +330,12 @@ func (s *Service) bind(ctx context.Context) error {
 		s.mu.Lock()
 		s.dhcpConn, s.dhcpAddr = c, c.LocalAddr().String()
 		s.mu.Unlock()
+		if err := s.bindPXE(ctx); err != nil {
+			return err
+		}
+		if s.dhcp, err = s.newDHCPServer(); err != nil {
+			return err
+		}
 	}
 	if s.cfg.RAInterface != "" {
 		ra, err := listenRA(s.cfg.RAInterface, s.log)
@@ -319,6 +380,9 @@ func (s *Service) closeListeners() {
 	defer s.mu.Unlock()
 	if s.dhcpConn != nil {
 		_ = s.dhcpConn.Close()
+	}
+	if s.pxeConn != nil {
+		_ = s.pxeConn.Close()
 	}
 	if s.tftpConn != nil {
 		_ = s.tftpConn.Close()

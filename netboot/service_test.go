@@ -39,7 +39,8 @@ func TestNewConfigErrors(t *testing.T) {
 			c.DHCPAddr, c.HTTPAddr, c.TFTPAddr = "", ":8880", ""
 		}, "ServerIP is required"},
 		{"DHCP without Reservations", func(c *Config) { c.Reservations = nil }, "Reservations"},
-		{"TFTP without root", func(c *Config) { c.TFTPRoot = "" }, "TFTPRoot"},
+		{"TFTP without root or iPXE dir", func(c *Config) { c.TFTPRoot, c.IPXEDir = "", filepath.Join(dir, "missing") }, "TFTPRoot is empty and IPXEDir"},
+		{"TFTP from the iPXE dir only", func(c *Config) { c.TFTPRoot, c.IPXEDir = "", dir }, ""},
 		{"TFTP root missing", func(c *Config) { c.TFTPRoot = filepath.Join(dir, "missing") }, "TFTPRoot"},
 		{"TFTP root is a file", func(c *Config) { c.TFTPRoot = file }, "TFTPRoot"},
 		{"artifacts missing", func(c *Config) { c.ArtifactsDir = filepath.Join(dir, "missing") }, "ArtifactsDir"},

@@ -1,19 +1,23 @@
 package netboot
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pin/tftp/v3"
 )
 
-// tftpServer serves the files under root, read-only, with pin/tftp v3.1.0.
+// tftpServer serves the files under root, read-only, with pin/tftp v3.1.0,
+// and the iPXE images of ipxeDir.
 //
 // The client may negotiate blksize (RFC 2348) and tsize (RFC 2349, set from
 // the file size); pin/tftp v3.1.0 has no RFC 7440 windowsize, so every block
@@ -24,10 +28,18 @@ import (
 // a regular file, or resolves (through symlinks) outside root — the file is
 // opened through os.Root, which refuses such escapes. Write requests are
 // always refused.
+//
+// A name root does not hold (or any name when root is "") that is a single
+// path element is looked up in ipxeDir (Config.IPXEDir), following
+// symlinks there: Debian's ipxe package links ipxe.efi to /boot/ipxe.efi,
+// and the package's directory is trusted as the operator's choice, not the
+// client's.
 type tftpServer struct {
-	root       string
-	singlePort bool // see Config.TFTPSinglePort
+	root       string // "" → ipxeDir only
+	ipxeDir    string // "" → none
+	singlePort bool   // see Config.TFTPSinglePort
 	log        *slog.Logger
+	obs        *instruments // nil records nothing
 }
 
 // maxTFTPBlockSize is the largest blksize of RFC 2348.
@@ -39,7 +51,7 @@ const tftpTimeout = 2 * time.Second
 func (t *tftpServer) newServer() *tftp.Server {
 	srv := tftp.NewServer(t.readHandler, t.writeHandler)
 	srv.SetTimeout(tftpTimeout)
-	srv.SetHook(tftpHook{t.log})
+	srv.SetHook(tftpHook{t.log, t.obs})
 	// Without an explicit maximum, EnableSinglePort caps blksize at 512;
 	// grant up to the RFC 2348 maximum (pin/tftp still clamps it to the
 	// interface MTU).
@@ -50,6 +62,9 @@ func (t *tftpServer) newServer() *tftp.Server {
 	return srv
 }
 
+// tftpReadBuffer is the file read size of a transfer, in bytes.
+const tftpReadBuffer = 256 << 10
+
 // errTFTPRefused is the error sent to clients for any refused read; the
 // log has the reason.
 var errTFTPRefused = errors.New("file not found or access denied")
@@ -58,10 +73,11 @@ func (t *tftpServer) readHandler(filename string, rf io.ReaderFrom) error {
 	log := t.log.With("file", filename)
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 		ra := ot.RemoteAddr()
-		log = log.With("peer", ra.String())
+		log = log.With(t.obs.peerAttrs(ra.String())...)
 	}
-	f, size, err := openRooted(t.root, filename)
+	f, size, err := t.open(filename)
 	if err != nil {
+		t.obs.tftpTransfer(tftpResultRefused, 0)
 		log.Warn("tftp: read refused", "err", err)
 		return errTFTPRefused
 	}
@@ -69,13 +85,40 @@ func (t *tftpServer) readHandler(filename string, rf io.ReaderFrom) error {
 	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
 		ot.SetSize(size)
 	}
-	n, err := rf.ReadFrom(f)
+	// pin/tftp reads one block per Read: buffer, so that a 1468-byte
+	// blksize does not cost a read(2) per datagram.
+	n, err := rf.ReadFrom(bufio.NewReaderSize(f, tftpReadBuffer))
 	if err != nil {
+		t.obs.tftpTransfer(tftpResultFailed, n)
 		log.Warn("tftp: transfer failed", "bytes", n, "err", err)
 		return fmt.Errorf("transfer failed: %w", err)
 	}
+	t.obs.tftpTransfer(tftpResultOK, n)
 	log.Info("tftp: sent file", "bytes", n)
 	return nil
+}
+
+// open opens filename under root, else (a single path element) in ipxeDir.
+func (t *tftpServer) open(filename string) (*os.File, int64, error) {
+	var err error = fs.ErrNotExist
+	if t.root != "" {
+		f, size, rerr := openRooted(t.root, filename)
+		if rerr == nil || !errors.Is(rerr, fs.ErrNotExist) {
+			return f, size, rerr
+		}
+		err = rerr
+	}
+	if t.ipxeDir == "" {
+		return nil, 0, err
+	}
+	rel, cerr := cleanRelPath(filename)
+	if cerr != nil {
+		return nil, 0, cerr
+	}
+	if strings.Contains(rel, "/") {
+		return nil, 0, err
+	}
+	return openRegular(filepath.Join(t.ipxeDir, rel))
 }
 
 func (t *tftpServer) writeHandler(filename string, wt io.WriterTo) error {
@@ -84,7 +127,8 @@ func (t *tftpServer) writeHandler(filename string, wt io.WriterTo) error {
 		ra := it.RemoteAddr()
 		peer = ra.String()
 	}
-	t.log.Warn("tftp: write refused (read-only server)", "file", filename, "peer", peer)
+	t.obs.tftpTransfer(tftpResultRefused, 0)
+	t.log.Warn("tftp: write refused (read-only server)", append([]any{"file", filename}, t.obs.peerAttrs(peer)...)...)
 	return errors.New("read-only server: write requests are refused")
 }
 
@@ -105,6 +149,21 @@ func openRooted(root, name string) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	return regular(f, name)
+}
+
+// openRegular opens path (following symlinks) and checks it is a regular
+// file; it returns the file and its size.
+func openRegular(path string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	return regular(f, path)
+}
+
+// regular returns f and its size when f is a regular file, else closes it.
+func regular(f *os.File, name string) (*os.File, int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -146,15 +205,19 @@ func cleanRelPath(name string) (string, error) {
 
 // tftpHook logs pin/tftp transfer outcomes, including packets it could not
 // parse.
-type tftpHook struct{ log *slog.Logger }
+type tftpHook struct {
+	log *slog.Logger
+	obs *instruments
+}
 
 func (h tftpHook) OnSuccess(s tftp.TransferStats) {
-	h.log.Debug("tftp: transfer complete", "file", s.Filename, "peer", ipString(s.RemoteAddr),
-		"duration", s.Duration, "datagrams", s.DatagramsSent)
+	h.log.Debug("tftp: transfer complete", append([]any{"file", s.Filename, "duration", s.Duration,
+		"datagrams", s.DatagramsSent}, h.obs.peerAttrs(ipString(s.RemoteAddr))...)...)
 }
 
 func (h tftpHook) OnFailure(s tftp.TransferStats, err error) {
-	h.log.Debug("tftp: transfer or request failed", "file", s.Filename, "peer", ipString(s.RemoteAddr), "err", err)
+	h.log.Debug("tftp: transfer or request failed", append([]any{"file", s.Filename, "err", err},
+		h.obs.peerAttrs(ipString(s.RemoteAddr))...)...)
 }
 
 func ipString(ip net.IP) string {

@@ -81,5 +81,12 @@ func (inv *Inventory) Reservation(mac net.HardwareAddr) (netboot.Reservation, bo
 	if r.Netboot.Router != "" {
 		res.Router = net.ParseIP(r.Netboot.Router).To4()
 	}
+	for key, file := range n.BootFiles {
+		arch, _ := netboot.ParseArch(key) // validated by Parse
+		if res.BootFiles == nil {
+			res.BootFiles = map[uint16]string{}
+		}
+		res.BootFiles[arch] = file
+	}
 	return res, true
 }

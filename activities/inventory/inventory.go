@@ -9,7 +9,8 @@
 //	  - name: r01
 //	    credentials: bmc-default          # inherited by every node of the rack
 //	    limits: {clones: 4, power_ons: 4, power_on_interval: 5s, in_flight: 32}
-//	    netboot: {server_ip: 10.0.0.1, subnet: 10.0.0.0/24, router: 10.0.0.254, lease: 1h}
+//	    netboot: {server_ip: 10.0.0.1, subnet: 10.0.0.0/24, router: 10.0.0.254, lease: 1h,
+//	              pool: 10.0.0.200-10.0.0.249, unknown: enrol}
 //	nodes:
 //	  - name: r01n01
 //	    rack: r01
@@ -17,6 +18,7 @@
 //	    macs: ["02:52:46:01:00:01"]
 //	    ip: 10.0.0.11
 //	    bmc: {driver: redfish, address: 10.0.1.11:443}   # credentials: override
+//	    boot_files: {efi-x86_64: snponly.efi}           # optional, by DHCP option 93 architecture
 //
 // Credentials are referenced by name and inherited rack → node unless the node
 // names its own, as Sysman's per-directory ids files. Every error names the
@@ -36,6 +38,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rackflow/rackflow/netboot"
 	"gopkg.in/yaml.v3"
 )
 
@@ -49,6 +52,7 @@ type Inventory struct {
 	nodes map[string]int
 	racks map[string]int
 	byMAC map[string]int
+	byIP  map[netip.Addr]int
 }
 
 // Credential is a BMC user. The password is given inline, or read from
@@ -84,6 +88,12 @@ type Netboot struct {
 	Subnet   string   `yaml:"subnet"`           // CIDR holding the nodes' IPs
 	Router   string   `yaml:"router,omitempty"` // default gateway handed out by DHCP
 	Lease    Duration `yaml:"lease,omitempty"`  // DHCP lease time (default 1 h)
+	// Pool is the dynamic range "first-last" (inclusive, inside Subnet)
+	// for unknown and identify-mode machines; "" → none.
+	Pool string `yaml:"pool,omitempty"`
+	// Unknown is the rack's unknown-MAC policy: "ignore" (default) or
+	// "enrol" (record it for `rackflow discovered`, lease it a pool address).
+	Unknown string `yaml:"unknown,omitempty"`
 }
 
 // Node is one physical server.
@@ -94,6 +104,12 @@ type Node struct {
 	MACs []string `yaml:"macs"` // canonical lower-case colon form after loading
 	IP   string   `yaml:"ip"`   // production address, reserved by DHCP
 	BMC  BMC      `yaml:"bmc"`
+
+	// BootFiles overrides the netboot service's boot file for the client
+	// architectures it names: keys as netboot.ParseArch (bios, efi-x86_64,
+	// efi-arm64, ... or a number, DHCP option 93, RFC 4578), values TFTP
+	// file names (netboot.ValidBootFile).
+	BootFiles map[string]string `yaml:"boot_files,omitempty"`
 }
 
 // BMC says how to reach a node's baseboard management controller.
@@ -215,9 +231,13 @@ func (inv *Inventory) validate(root *yaml.Node) error {
 		if _, err := netip.ParseAddr(r.Netboot.Router); r.Netboot.Router != "" && err != nil {
 			bad(fmt.Sprintf("%q is not an IP address", r.Netboot.Router), "racks", i, "netboot", "router")
 		}
+		for _, e := range validateRackDHCP(r.Netboot) {
+			bad(e.msg, "racks", i, "netboot", e.field)
+		}
 	}
 	inv.nodes = map[string]int{}
 	inv.byMAC = map[string]int{}
+	inv.byIP = map[netip.Addr]int{}
 	ips := map[string]int{}
 	for i := range inv.Nodes {
 		n := &inv.Nodes[i]
@@ -260,6 +280,14 @@ func (inv *Inventory) validate(root *yaml.Node) error {
 				bad(fmt.Sprintf("IP %s is also node %q's", n.IP, inv.Nodes[other].Name), "nodes", i, "ip")
 			}
 			ips[n.IP] = i
+			inv.byIP[ip] = i
+		}
+		for _, key := range slices.Sorted(maps.Keys(n.BootFiles)) {
+			if _, err := netboot.ParseArch(key); err != nil {
+				bad(err.Error(), "nodes", i, "boot_files", key)
+			} else if err := netboot.ValidBootFile(n.BootFiles[key]); err != nil {
+				bad(err.Error(), "nodes", i, "boot_files", key)
+			}
 		}
 		if !slices.Contains(Drivers, n.BMC.Driver) {
 			bad(fmt.Sprintf("unknown driver %q (want one of %s)", n.BMC.Driver, strings.Join(Drivers, ", ")), "nodes", i, "bmc", "driver")

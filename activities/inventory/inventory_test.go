@@ -30,6 +30,7 @@ nodes:
     macs: ["02-52-46-01-00-02"]
     ip: 10.0.0.12
     bmc: {driver: ipmi, address: 10.0.1.12:623, credentials: special}
+    boot_files: {efi-x86_64: snponly.efi, "11": arm/ipxe.efi}
 `
 
 func TestParseGood(t *testing.T) {
@@ -58,6 +59,9 @@ func TestParseGood(t *testing.T) {
 	res, ok := inv.Reservation(mac)
 	if !ok || res.Node != "r01n02" || res.IP.String() != "10.0.0.12" || res.Router.String() != "10.0.0.254" || res.Lease.Minutes() != 30 {
 		t.Fatalf("reservation = %+v, %v", res, ok)
+	}
+	if len(res.BootFiles) != 2 || res.BootFiles[7] != "snponly.efi" || res.BootFiles[11] != "arm/ipxe.efi" {
+		t.Errorf("reservation boot files = %v", res.BootFiles)
 	}
 	if ones, _ := res.Mask.Size(); ones != 24 {
 		t.Errorf("mask /%d, want /24", ones)
@@ -94,6 +98,8 @@ func TestParseBad(t *testing.T) {
 		{"unknown credentials", [2]string{"credentials: special", "credentials: nobody"}, "inv.yaml:21: nodes[1].bmc.credentials: no credentials named"},
 		{"slot zero", [2]string{"slot: 2", "slot: 0"}, "inv.yaml:18: nodes[1].slot:"},
 		{"bad subnet", [2]string{"subnet: 10.0.0.0/24", "subnet: ten"}, "inv.yaml:8: racks[0].netboot.subnet:"},
+		{"unknown boot arch", [2]string{"efi-x86_64: snponly.efi", "uefi: snponly.efi"}, "inv.yaml:22: nodes[1].boot_files.uefi: client architecture \"uefi\""},
+		{"bad boot file", [2]string{"efi-x86_64: snponly.efi", "efi-x86_64: ../x.efi"}, "inv.yaml:22: nodes[1].boot_files.efi-x86_64: artifact name"},
 		{"two passwords", [2]string{"password: secret}", "password: secret, password_env: X}"}, "inv.yaml:2: credentials.rack-admin:"},
 	}
 	for _, tt := range tests {

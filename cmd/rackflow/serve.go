@@ -152,6 +152,9 @@ func netbootCommand() *cli.Command {
 		Name:  "netboot",
 		Usage: "run the DHCP, TFTP and HTTP netboot service of a rack",
 		Before: func(c *cli.Context) error {
+			if m := c.String("dhcp-mode"); m != netboot.DHCPModeReservation && m != netboot.DHCPModeProxy {
+				return badUsage(c, "--dhcp-mode %q: want %s or %s", m, netboot.DHCPModeReservation, netboot.DHCPModeProxy)
+			}
 			return requireFlags(c, "inventory", "checkin-key")
 		},
 		Flags: []cli.Flag{
@@ -160,11 +163,24 @@ func netbootCommand() *cli.Command {
 			&cli.StringFlag{Name: "tftp", Value: "0.0.0.0:69", Usage: "TFTP listen address (empty: off)"},
 			&cli.StringFlag{Name: "http", Value: "0.0.0.0:8880", Usage: "HTTP listen address"},
 			&cli.StringFlag{Name: "server-ip", Usage: "address nodes reach this service at (next-server)"},
-			&cli.StringFlag{Name: "tftp-root", Value: "/usr/lib/ipxe", Usage: "directory served read-only over TFTP"},
+			&cli.StringFlag{Name: "tftp-root", Usage: "directory served read-only over TFTP before the iPXE directory (empty: the iPXE directory only)"},
+			&cli.StringFlag{Name: "ipxe-dir", Value: netboot.DefaultIPXEDir, Usage: "iPXE boot images served over TFTP by base name (Debian's ipxe package)"},
 			&cli.StringFlag{Name: "artifacts", Value: "/var/lib/rackflow/artifacts", Usage: "kernels and initrds served at /artifacts/"},
+			&cli.StringFlag{Name: "dhcp-mode", Value: netboot.DHCPModeReservation, Usage: "reservation (authoritative: reservations and the racks' pools) or proxy (proxyDHCP beside a site DHCP server: PXE boot information only)"},
+			&cli.StringFlag{Name: "pxe", Usage: "proxy mode: PXE boot-server listen address (default: --dhcp's host, port 4011)"},
+			&cli.StringSliceFlag{Name: "rack", Usage: "serve this rack's subnet, pool and unknown-MAC policy (repeatable; default every rack)"},
+			dhcpStateFlag,
 		},
 		Action: func(c *cli.Context) error {
 			log, inv, key, err := serviceSetup(c)
+			if err != nil {
+				return err
+			}
+			subnets, err := netbootSubnets(c, inv)
+			if err != nil {
+				return err
+			}
+			pxe, err := pxeAddr(c)
 			if err != nil {
 				return err
 			}
@@ -174,10 +190,11 @@ func netbootCommand() *cli.Command {
 			}
 			defer cl.Close()
 			svc, err := netboot.New(netboot.Config{
+				DHCPMode: c.String("dhcp-mode"), PXEAddr: pxe, Subnets: subnets, DHCPStateDir: c.String("dhcp-state"),
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
-				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"),
+				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"), IPXEDir: c.String("ipxe-dir"),
 				ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
-				CheckInKey: key, Reservations: inv, Signaler: cl, Identifier: cl, Logger: log,
+				CheckInKey: key, Reservations: newReloadingReservations(inv, log), Signaler: cl, Identifier: cl, Logger: log,
 			})
 			if err != nil {
 				return err
