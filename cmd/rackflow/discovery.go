@@ -249,7 +249,7 @@ func netbootSubnets(c *cli.Context, inv *inventory.Inventory) ([]netboot.Subnet,
 
 // pxeAddr is --pxe, defaulting in proxy mode to port 4011 on --dhcp's host.
 func pxeAddr(c *cli.Context) (string, error) {
-	if c.IsSet("pxe") || c.String("dhcp-mode") != netboot.DHCPModeProxy {
+	if c.IsSet("pxe") || c.String("dhcp-mode") != netboot.DHCPModeProxy || c.String("dhcp") == "" {
 		return c.String("pxe"), nil
 	}
 	host, _, err := net.SplitHostPort(c.String("dhcp"))
