@@ -483,10 +483,11 @@ func TestDHCPReservationHeldByPool(t *testing.T) {
 	macA, macB := "02:52:46:0f:00:61", "02:52:46:0f:00:62"
 	o := mustReply(t, conn, server, discover(t, macA), dhcpv4.MessageTypeOffer)
 	mustReply(t, conn, server, newMsg(t, macA, dhcpv4.MessageTypeRequest, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(o.YourIPAddr))), dhcpv4.MessageTypeAck)
-	// The reservation appears (no packet is in flight: the server reads
-	// its table per packet).
-	d := env.svc.dhcp
-	d.res = StaticReservations{macB: {Node: "r01n07", Rack: "r01", IP: o.YourIPAddr}}
+	// The reservation appears (as after an inventory reload): a server with
+	// the new table and the same pool.
+	s := env.svc.dhcp
+	d := &dhcpServer{res: StaticReservations{macB: {Node: "r01n07", Rack: "r01", IP: o.YourIPAddr}}, serverIP: s.serverIP,
+		bootFiles: s.bootFiles, httpBase: s.httpBase, log: s.log, subnets: s.subnets, pool: s.pool}
 	if reply, _ := d.respond(&net.UDPAddr{IP: net.IPv4zero, Port: 68}, discover(t, macB), false); reply != nil {
 		t.Fatalf("reservation of an address leased to %s answered: %s %v", macA, reply.MessageType(), reply.YourIPAddr)
 	}
