@@ -21,7 +21,11 @@ type discoverySighting struct {
 }
 
 // poolRespond serves a MAC without a reservation from the dynamic pool of
-// its subnet (RFC 2131 §4.3), after the unknown-MAC policy.
+// its subnet (RFC 2131 §4.3), after the unknown-MAC policy. The server is
+// authoritative for its pools: a REQUEST (INIT-REBOOT, RENEWING, REBINDING)
+// for a free pool address it has no record of is granted, one for an
+// address held by another MAC, reserved, quarantined, outside the pool or
+// on another network is NAKed.
 func (d *dhcpServer) poolRespond(m *dhcpv4.DHCPv4, log *slog.Logger) (*dhcpv4.DHCPv4, *slog.Logger) {
 	typ := m.MessageType()
 	mac := m.ClientHWAddr.String()

@@ -474,3 +474,24 @@ func TestDHCPConfigErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestDHCPReservationHeldByPool: a reservation added (inventory reload)
+// for an address the pool has leased to another MAC is not answered until
+// that lease ends: the address never has two holders.
+func TestDHCPReservationHeldByPool(t *testing.T) {
+	env, conn, server, logs := poolEnv(t, t.TempDir(), func(c *Config) { c.Reservations = StaticReservations{} })
+	macA, macB := "02:52:46:0f:00:61", "02:52:46:0f:00:62"
+	o := mustReply(t, conn, server, discover(t, macA), dhcpv4.MessageTypeOffer)
+	mustReply(t, conn, server, newMsg(t, macA, dhcpv4.MessageTypeRequest, dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(o.YourIPAddr))), dhcpv4.MessageTypeAck)
+	// The reservation appears (as after an inventory reload): a server with
+	// the new table and the same pool.
+	s := env.svc.dhcp
+	d := &dhcpServer{res: StaticReservations{macB: {Node: "r01n07", Rack: "r01", IP: o.YourIPAddr}}, serverIP: s.serverIP,
+		bootFiles: s.bootFiles, httpBase: s.httpBase, log: s.log, subnets: s.subnets, pool: s.pool}
+	if reply, _ := d.respond(&net.UDPAddr{IP: net.IPv4zero, Port: 68}, discover(t, macB), false); reply != nil {
+		t.Fatalf("reservation of an address leased to %s answered: %s %v", macA, reply.MessageType(), reply.YourIPAddr)
+	}
+	if !strings.Contains(logs.String(), "leased from the pool to another MAC") {
+		t.Fatal("the conflict was not logged")
+	}
+}

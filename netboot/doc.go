@@ -1,6 +1,8 @@
 // Package netboot holds rackflow's network boot services: a DHCPv4 server
-// (reservation mode), a read-only TFTP server, and an HTTP server that renders
-// iPXE scripts per MAC from a file-backed boot-profile store, serves boot
+// (reservations, dynamic pools with a journalled lease store, relay agents,
+// proxyDHCP, discovery of unknown MACs), a read-only TFTP server, and an
+// HTTP server that renders iPXE scripts per MAC from a file-backed
+// boot-profile store (and a discovery script for unknown MACs), serves boot
 // artifacts and per-node image exports with Range support, and accepts
 // authenticated agent check-ins that it hands to a Signaler.
 //

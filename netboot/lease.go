@@ -67,13 +67,13 @@ type leaseRecord struct {
 	Expires time.Time `json:"expires"` // bind: lease end; decline: quarantine end; release: when released
 }
 
-// Lease is the state of one pool address (LeasePool.Leases).
+// Lease is the state of one pool address (ReadLeases).
 type Lease struct {
-	IP      netip.Addr
-	MAC     string // "" for a quarantined address
-	Subnet  string
-	State   string    // offered, bound, released, quarantined
-	Expires time.Time // offer or lease end, release time, quarantine end
+	IP      netip.Addr `json:"ip"`
+	MAC     string     `json:"mac,omitempty"` // "" for a quarantined address
+	Subnet  string     `json:"subnet"`
+	State   string     `json:"state"`   // offered, bound, released, quarantined
+	Expires time.Time  `json:"expires"` // offer or lease end, release time, quarantine end
 }
 
 type lease struct {
@@ -487,7 +487,7 @@ func (p *leasePool) leaseOf(sub *Subnet, mac string) (netip.Addr, bool) {
 	return l.ip, true
 }
 
-// Leases lists every address record (for status and tests), unordered.
+// Leases lists every address record, unordered.
 func (p *leasePool) Leases() []Lease {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -50,6 +51,40 @@ func discoveredCommand() *cli.Command {
 			for _, d := range list {
 				fmt.Fprintf(tw, "%s\t%d %s\t%s\t%s\t%s\t%s\t%s\t%q\n", d.MAC, d.Arch, d.ArchName, d.Subnet, dash(d.Relay), dash(d.IP),
 					d.FirstSeen.Local().Format(time.DateTime), d.LastSeen.Local().Format(time.DateTime), d.Vendor)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func leasesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "leases",
+		Usage: "list the dynamic-pool leases the netboot service journalled (bound, released, quarantined)",
+		Flags: []cli.Flag{dhcpStateFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return badUsage(c, "unexpected argument %q", c.Args().First())
+			}
+			dir := c.String("dhcp-state")
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return badUsage(c, "--dhcp-state %s: not a directory (the netboot service's DHCP state directory)", dir)
+			}
+			leases, err := netboot.ReadLeases(dir)
+			if err != nil {
+				return err
+			}
+			slices.SortFunc(leases, func(a, b netboot.Lease) int { return a.IP.Compare(b.IP) })
+			if c.Bool("json") {
+				if leases == nil {
+					leases = []netboot.Lease{}
+				}
+				return writeJSON(c.App.Writer, leases)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "IP\tMAC\tSUBNET\tSTATE\tUNTIL")
+			for _, l := range leases {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.IP, dash(l.MAC), l.Subnet, l.State, l.Expires.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
 		},
@@ -214,7 +249,7 @@ func netbootSubnets(c *cli.Context, inv *inventory.Inventory) ([]netboot.Subnet,
 
 // pxeAddr is --pxe, defaulting in proxy mode to port 4011 on --dhcp's host.
 func pxeAddr(c *cli.Context) (string, error) {
-	if c.IsSet("pxe") || c.String("dhcp-mode") != netboot.DHCPModeProxy {
+	if c.IsSet("pxe") || c.String("dhcp-mode") != netboot.DHCPModeProxy || c.String("dhcp") == "" {
 		return c.String("pxe"), nil
 	}
 	host, _, err := net.SplitHostPort(c.String("dhcp"))

@@ -189,3 +189,32 @@ func TestReloadingReservations(t *testing.T) {
 		t.Fatal("a broken inventory file dropped the reservations")
 	}
 }
+
+// TestLeases lists a journal the way the netboot service writes it.
+func TestLeases(t *testing.T) {
+	state := t.TempDir()
+	journal := `{"op":"bind","ip":"10.0.0.201","mac":"02:52:46:0f:00:01","subnet":"r01","expires":"2026-01-02T04:04:05Z"}
+{"op":"decline","ip":"10.0.0.200","subnet":"r01","expires":"2026-01-02T05:04:05Z"}
+`
+	if err := os.WriteFile(filepath.Join(state, "leases.jsonl"), []byte(journal), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runApp(t, "leases", "--dhcp-state", state)
+	if code != 0 || strings.Index(out, "10.0.0.200") > strings.Index(out, "10.0.0.201") || !strings.Contains(out, "quarantined") || !strings.Contains(out, "02:52:46:0f:00:01") {
+		t.Fatalf("leases: exit %d:\n%s", code, out)
+	}
+	out, code = runApp(t, "--json", "leases", "--dhcp-state", state)
+	var got []netboot.Lease
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 2 || got[1].State != "bound" {
+		t.Fatalf("leases --json: exit %d, %v: %s", code, err, out)
+	}
+	if err := os.WriteFile(filepath.Join(state, "leases.jsonl"), []byte("garbage\n"+journal), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runApp(t, "leases", "--dhcp-state", state); code != 1 || !strings.Contains(out, "line 1") {
+		t.Fatalf("damaged journal: exit %d:\n%s", code, out)
+	}
+	if out, code := runApp(t, "leases", "--dhcp-state", filepath.Join(state, "nowhere")); code != 2 {
+		t.Fatalf("missing state dir: exit %d:\n%s", code, out)
+	}
+}

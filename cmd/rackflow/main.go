@@ -50,7 +50,7 @@ func app() *cli.App {
 			rolloutCommand(),
 			ldapCommand(), checkoutCommand(), releaseCommand(), ownersCommand(),
 			reinstallCommand(), drainedCommand(), identifyCommand(),
-			discoveredCommand(), enrolCommand(),
+			discoveredCommand(), enrolCommand(), leasesCommand(),
 		},
 		OnUsageError:   usageError,
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -22,6 +22,10 @@ func TestBadUsageExits2(t *testing.T) {
 		{"rackflow", "dev", "extra"},
 		{"rackflow", "status", "../x"},
 		{"rackflow", "--log-level", "loud", "status"},
+		{"rackflow", "netboot", "--dhcp-mode", "relay", "--inventory", "x.yaml", "--checkin-key", "k"},
+		{"rackflow", "enrol", "--inventory", "x.yaml", "02:52:46:0f:00:01"},
+		{"rackflow", "discovered", "extra"},
+		{"rackflow", "leases", "extra"},
 	}
 	for _, args := range tests {
 		t.Run(args[1]+" "+args[len(args)-1], func(t *testing.T) {
