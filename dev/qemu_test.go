@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,10 +96,7 @@ func TestQEMURig(t *testing.T) {
 				t.Errorf("%s: the VM's disk holds %s (%v) in its first %d bytes, want the exported image's %s", node, got, err, root.Size, root.Digest)
 			}
 		}
-		tls, err := env.Timelines()
-		if err != nil {
-			t.Fatal(err)
-		}
+		tls := settledTimelines(t, env, "r01n01", "r01n02")
 		for _, tl := range tls {
 			if tl.Node != "r01n01" && tl.Node != "r01n02" {
 				continue
@@ -189,4 +187,30 @@ func tail(path string) string {
 		b = b[len(b)-3000:]
 	}
 	return strings.ReplaceAll(string(b), "\r", "")
+}
+
+// settledTimelines returns the rig's timelines once the agent's console
+// lines of nodes are in: the guest writes "check-in accepted" to its serial
+// console after the check-in the workflow already saw, and under TCG on a
+// loaded host that line can trail by seconds. It waits at most a minute,
+// then returns what there is (the caller reports missing steps).
+func settledTimelines(t *testing.T, env *Env, nodes ...string) []qemurig.Timeline {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		tls, err := env.Timelines()
+		if err != nil {
+			t.Fatal(err)
+		}
+		settled := true
+		for _, tl := range tls {
+			if slices.Contains(nodes, tl.Node) && tl.Check >= 0 && tl.ImageWritten < 0 {
+				settled = false
+			}
+		}
+		if settled || time.Now().After(deadline) {
+			return tls
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
