@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,6 +26,7 @@ type AgentArgs struct {
 	TorrentURL string        // rackflow.torrent=http://127.0.0.1:8880/torrents/r01n01.torrent
 	InfoHash   string        // rackflow.infohash=<40 lower-case hex>: the agent refuses a .torrent with another
 	SeedFor    time.Duration // rackflow.seedfor=10m0s: keep seeding this long after checking in (0: stop at once)
+	UploadRate int64         // rackflow.uploadrate=<bytes/s> the node sends to peers at most (0: unlimited)
 }
 
 // Kernel command-line keys of AgentArgs.
@@ -39,6 +41,7 @@ const (
 	ArgTorrent  = "rackflow.torrent"
 	ArgInfoHash = "rackflow.infohash"
 	ArgSeedFor  = "rackflow.seedfor"
+	ArgUpload   = "rackflow.uploadrate"
 )
 
 // ErrAgentArgs is wrapped by ParseAgentArgs and AgentArgs.Validate errors;
@@ -53,7 +56,8 @@ var (
 // Encode returns the six words "rackflow.node=…", "rackflow.checkin=…",
 // "rackflow.run=…", "rackflow.token=…", "rackflow.image=…",
 // "rackflow.digest=…" in that order, then "rackflow.torrent=…",
-// "rackflow.infohash=…" and "rackflow.seedfor=…" when TorrentURL is set. It
+// "rackflow.infohash=…", "rackflow.seedfor=…" and "rackflow.uploadrate=…"
+// when TorrentURL is set. It
 // does not validate; call Validate first when the values come from outside.
 func (a AgentArgs) Encode() []string {
 	words := []string{
@@ -65,7 +69,8 @@ func (a AgentArgs) Encode() []string {
 		ArgDigest + "=" + a.Digest,
 	}
 	if a.TorrentURL != "" {
-		words = append(words, ArgTorrent+"="+a.TorrentURL, ArgInfoHash+"="+a.InfoHash, ArgSeedFor+"="+a.SeedFor.String())
+		words = append(words, ArgTorrent+"="+a.TorrentURL, ArgInfoHash+"="+a.InfoHash, ArgSeedFor+"="+a.SeedFor.String(),
+			ArgUpload+"="+strconv.FormatInt(a.UploadRate, 10))
 	}
 	return words
 }
@@ -73,7 +78,8 @@ func (a AgentArgs) Encode() []string {
 // Validate checks every field: Node a valid name, CheckInURL and ImageURL
 // absolute http(s) URLs, Run and Token non-empty words, Digest
 // "sha256:<64 lower-case hex>"; TorrentURL and InfoHash both empty, or an
-// absolute http(s) URL and 40 lower-case hex digits; SeedFor not negative.
+// absolute http(s) URL and 40 lower-case hex digits; SeedFor and UploadRate
+// not negative.
 // Errors wrap ErrAgentArgs and name the key.
 func (a AgentArgs) Validate() error {
 	if a.Node == "" {
@@ -125,6 +131,9 @@ func (a AgentArgs) validateSwarm() error {
 	if a.SeedFor < 0 {
 		return invalidArg(ArgSeedFor, errors.New("negative duration"))
 	}
+	if a.UploadRate < 0 {
+		return invalidArg(ArgUpload, errors.New("negative rate"))
+	}
 	return nil
 }
 
@@ -135,7 +144,7 @@ func (a AgentArgs) validateSwarm() error {
 // or invalid key.
 func ParseAgentArgs(words []string) (AgentArgs, error) {
 	var a AgentArgs
-	seedFor := ""
+	seedFor, upload := "", ""
 	fields := map[string]*string{
 		ArgNode:     &a.Node,
 		ArgCheckIn:  &a.CheckInURL,
@@ -146,6 +155,7 @@ func ParseAgentArgs(words []string) (AgentArgs, error) {
 		ArgTorrent:  &a.TorrentURL,
 		ArgInfoHash: &a.InfoHash,
 		ArgSeedFor:  &seedFor,
+		ArgUpload:   &upload,
 	}
 	for _, w := range words {
 		key, val, ok := strings.Cut(w, "=")
@@ -162,6 +172,13 @@ func ParseAgentArgs(words []string) (AgentArgs, error) {
 			return AgentArgs{}, invalidArg(ArgSeedFor, err)
 		}
 		a.SeedFor = d
+	}
+	if upload != "" {
+		n, err := strconv.ParseInt(upload, 10, 64)
+		if err != nil {
+			return AgentArgs{}, invalidArg(ArgUpload, err)
+		}
+		a.UploadRate = n
 	}
 	if err := a.Validate(); err != nil {
 		return AgentArgs{}, err

@@ -41,8 +41,9 @@ func TestAgentArgsSwarmRoundTrip(t *testing.T) {
 	a.TorrentURL = "http://127.0.0.1:8880/torrents/r01n01.torrent"
 	a.InfoHash = strings.Repeat("0f", 20)
 	a.SeedFor = 90 * time.Second
+	a.UploadRate = 12 << 20
 	words := a.Encode()
-	if len(words) != 9 || words[8] != "rackflow.seedfor=1m30s" {
+	if len(words) != 10 || words[8] != "rackflow.seedfor=1m30s" || words[9] != "rackflow.uploadrate=12582912" {
 		t.Fatalf("Encode = %q", words)
 	}
 	got, err := ParseAgentArgs(words)
@@ -63,6 +64,8 @@ func TestAgentArgsSwarmRoundTrip(t *testing.T) {
 		{"short info hash", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=abcd"}, ArgInfoHash},
 		{"ftp torrent", []string{"rackflow.torrent=ftp://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20)}, ArgTorrent},
 		{"bad seedfor", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20), "rackflow.seedfor=soon"}, ArgSeedFor},
+		{"bad uploadrate", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20), "rackflow.uploadrate=fast"}, ArgUpload},
+		{"negative uploadrate", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20), "rackflow.uploadrate=-5"}, ArgUpload},
 		{"negative seedfor", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20), "rackflow.seedfor=-1s"}, ArgSeedFor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -41,7 +41,7 @@ func digestOf(b []byte) string {
 
 func newRig(t *testing.T, size int, seed bool) *rig {
 	t.Helper()
-	r := &rig{dir: t.TempDir(), data: make([]byte, size), tracker: NewTracker(time.Second)}
+	r := &rig{dir: t.TempDir(), data: make([]byte, size), tracker: NewTracker(time.Minute)}
 	if _, err := rand.Read(r.data); err != nil {
 		t.Fatal(err)
 	}
@@ -416,3 +416,25 @@ func TestSeederSharesDigest(t *testing.T) {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+func TestKeepSeeding(t *testing.T) {
+	var gone atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if gone.Load() {
+			http.NotFound(w, nil)
+		}
+	}))
+	defer srv.Close()
+	if got := KeepSeeding(context.Background(), srv.Client(), srv.URL, 50*time.Millisecond, 10*time.Millisecond); got != StopTime {
+		t.Fatalf("KeepSeeding = %q, want %q", got, StopTime)
+	}
+	gone.Store(true)
+	if got := KeepSeeding(context.Background(), srv.Client(), srv.URL, time.Minute, 10*time.Millisecond); got != StopWithdrawn {
+		t.Fatalf("KeepSeeding = %q, want %q", got, StopWithdrawn)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got := KeepSeeding(ctx, srv.Client(), srv.URL, time.Minute, time.Minute); got != StopContext {
+		t.Fatalf("KeepSeeding = %q, want %q", got, StopContext)
+	}
+}
