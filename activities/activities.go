@@ -104,9 +104,11 @@ type Activities struct {
 	// profiles send agents through it (the swarm transport); nil → agents
 	// download over plain HTTP.
 	Swarm Swarm
-	// SeedFor is how long agents keep seeding after checking in (swarm
-	// transport).
-	SeedFor time.Duration
+	// SeedFor is how long agents keep seeding after checking in, and
+	// NodeUploadRate what each sends to peers at most in bytes/s (0:
+	// unlimited) (swarm transport).
+	SeedFor        time.Duration
+	NodeUploadRate int64
 	// Kernel and Initrd name the installer's artifacts under /artifacts/;
 	// KernelArgs are extra kernel command-line words (e.g. console=ttyS0).
 	Kernel, Initrd string
@@ -319,6 +321,7 @@ func (a *Activities) SetBoot(ctx context.Context, in workflows.SetBootInput) err
 			TorrentURL: in.TorrentURL,
 			InfoHash:   in.InfoHash,
 			SeedFor:    a.SeedFor,
+			UploadRate: a.NodeUploadRate,
 		}.Encode()...)
 	}
 	for _, mac := range n.MACs {

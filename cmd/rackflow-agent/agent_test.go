@@ -72,7 +72,7 @@ func (r *agentRig) run(t *testing.T, words []string) (bool, []string) {
 		image:          &imageFetcher{client: r.srv.Client(), retry: fastRetry(3), stallTimeout: 5 * time.Second, con: con},
 		swarm: &swarmFetcher{client: r.srv.Client(), retry: fastRetry(3), listen: "127.0.0.1:0",
 			withdrawPoll: 50 * time.Millisecond, con: con},
-		checkIn:        &checkInPoster{client: r.srv.Client(), retry: fastRetry(3), con: con},
+		checkIn: &checkInPoster{client: r.srv.Client(), retry: fastRetry(3), con: con},
 	}
 	ok := a.run(context.Background())
 	t.Logf("output:\n%s", buf.String())
