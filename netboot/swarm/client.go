@@ -24,6 +24,10 @@ type clientConfig struct {
 	log        *slog.Logger
 }
 
+// maxQueuedRequests is the library's cap on one peer's queued requests
+// (localClientReqq in anacrolix/torrent v1.59.1; more are rejected).
+const maxQueuedRequests = 1024
+
 // newClient starts an anacrolix client confined to the rack: TCP on
 // cfg.listen only, no DHT, PEX, WebTorrent, uTP or port mapping, peers
 // from trackers only.
@@ -65,6 +69,15 @@ func newClient(cfg clientConfig) (*torrent.Client, error) {
 	c.ExtendedHandshakeClientVersion = "rackflow"
 	c.Bep20 = "-RF0001-"
 	c.DialForPeerConns = !cfg.acceptOnly
+	// v1.59.1 serves a connection's requests one at a time, waiting for
+	// each one's share of this per-connection allowance in a random order
+	// while the allowance is held by requests queued ahead of it: once a
+	// peer pipelines more than the allowance (1 MiB by default: 64 chunks;
+	// anacrolix pipelines 250, aria2 more), the upload deadlocks after ~2
+	// MiB. An allowance covering the longest queue the library accepts
+	// (localClientReqq, 1024 requests of 16 KiB) grants every request at
+	// once. It bounds the piece data read ahead for one peer.
+	c.MaxAllocPeerRequestDataPerConn = maxQueuedRequests * 16 << 10
 	if cfg.dial != nil {
 		c.TrackerDialContext = cfg.dial
 		c.HTTPDialContext = cfg.dial
