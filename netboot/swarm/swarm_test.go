@@ -269,7 +269,7 @@ func TestCorruptPeer(t *testing.T) {
 	if p.BadPieces == 0 {
 		t.Fatal("no piece failed its hash check: the corrupting peer sent nothing")
 	}
-	t.Logf("%d bad pieces caught; %d bytes in %v", p.BadPieces, size, time.Since(start))
+	t.Logf("%d failed piece hash checks (per dirtying connection); %d bytes in %v", p.BadPieces, size, time.Since(start))
 }
 
 // evilSeeder seeds mi from a storage that corrupts every read and returns
