@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/anacrolix/torrent/metainfo"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/rackflow/rackflow/activities/imagestore"
 	"github.com/rackflow/rackflow/activities/inventory"
 	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/netboot/swarm"
 	"github.com/rackflow/rackflow/workflows"
 )
 
@@ -38,7 +41,17 @@ type ImageStore interface {
 type BootStore interface {
 	Put(p netboot.Profile) error
 	Export(node, dir string) error
-	Unexport(node string) error
+	Unexport(node string) error // also removes the node's .torrent
+	PutTorrent(node string, data []byte) error
+}
+
+// Swarm seeds exported images over BitTorrent (implemented by
+// *swarm.Seeder): Seed registers path as key's copy of the image of digest
+// and returns its .torrent with webSeed as url-list (errors wrap
+// swarm.ErrImage for an unusable file); Stop withdraws key.
+type Swarm interface {
+	Seed(ctx context.Context, key, path, digest, webSeed string) (*metainfo.MetaInfo, error)
+	Stop(key string)
 }
 
 // BMC is an open session with one node's baseboard management controller.
@@ -87,6 +100,15 @@ type Activities struct {
 	HTTPBase string
 	// CheckInKey signs the per-provision check-in tokens (HMAC-SHA256).
 	CheckInKey []byte
+	// Swarm, when set, seeds every export over BitTorrent and boot
+	// profiles send agents through it (the swarm transport); nil → agents
+	// download over plain HTTP.
+	Swarm Swarm
+	// SeedFor is how long agents keep seeding after checking in, and
+	// NodeUploadRate what each sends to peers at most in bytes/s (0:
+	// unlimited) (swarm transport).
+	SeedFor        time.Duration
+	NodeUploadRate int64
 	// Kernel and Initrd name the installer's artifacts under /artifacts/;
 	// KernelArgs are extra kernel command-line words (e.g. console=ttyS0).
 	Kernel, Initrd string
@@ -200,24 +222,78 @@ func (a *Activities) DestroyRoot(ctx context.Context, node string) error {
 }
 
 // Export publishes node's root at the netboot HTTP service and returns the
-// URL of its image file.
+// URL of its image file; with a Swarm it also seeds the image (hashing it
+// into pieces the first time its digest is seen, heartbeating meanwhile)
+// and publishes the .torrent at /torrents/<node>.torrent. A missing, empty
+// or unreadable image file is a non-retryable ImageUnusable error.
 func (a *Activities) Export(ctx context.Context, node string) (workflows.ExportResult, error) {
 	root, err := a.Images.Root(ctx, node)
 	if err != nil {
 		return workflows.ExportResult{}, imageError("export", err)
 	}
+	if err := checkImage(root.File); err != nil {
+		return workflows.ExportResult{}, imageError("export "+node, err)
+	}
 	if err := a.Boot.Export(node, root.Dir); err != nil {
 		return workflows.ExportResult{}, fmt.Errorf("export %s: %w", node, err)
 	}
-	return workflows.ExportResult{URL: a.exportURL(root), Digest: root.Digest}, nil
+	res := workflows.ExportResult{URL: a.exportURL(root), Digest: root.Digest}
+	if a.Swarm == nil {
+		return res, nil
+	}
+	var mi *metainfo.MetaInfo
+	err = withHeartbeat(ctx, func() error {
+		var err error
+		mi, err = a.Swarm.Seed(ctx, node, root.File, root.Digest, res.URL)
+		return err
+	})
+	if err != nil {
+		return workflows.ExportResult{}, imageError("seed "+node, err)
+	}
+	data, err := swarm.Encode(mi)
+	if err != nil {
+		return workflows.ExportResult{}, fmt.Errorf("export %s: %w", node, err)
+	}
+	if err := a.Boot.PutTorrent(node, data); err != nil {
+		return workflows.ExportResult{}, fmt.Errorf("export %s: %w", node, err)
+	}
+	res.TorrentURL = a.HTTPBase + "/torrents/" + node + ".torrent"
+	res.InfoHash = mi.HashInfoBytes().HexString()
+	return res, nil
+}
+
+// checkImage opens the image file for reading; errors wrap swarm.ErrImage.
+func checkImage(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%w: %w", swarm.ErrImage, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", swarm.ErrImage, err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%w: %s is not a regular file", swarm.ErrImage, path)
+	case fi.Size() == 0:
+		return fmt.Errorf("%w: %s is empty", swarm.ErrImage, path)
+	}
+	if _, err := f.Read(make([]byte, 1)); err != nil {
+		return fmt.Errorf("%w: %s: %w", swarm.ErrImage, path, err)
+	}
+	return nil
 }
 
 func (a *Activities) exportURL(root imagestore.Root) string {
 	return a.HTTPBase + "/exports/" + root.Node + "/" + filepath.Base(root.File)
 }
 
-// Unexport withdraws node's export (idempotent).
+// Unexport withdraws node's export and .torrent, and stops seeding its
+// copy (idempotent).
 func (a *Activities) Unexport(ctx context.Context, node string) error {
+	if a.Swarm != nil {
+		a.Swarm.Stop(node)
+	}
 	if err := a.Boot.Unexport(node); err != nil {
 		return fmt.Errorf("unexport %s: %w", node, err)
 	}
@@ -254,6 +330,10 @@ func (a *Activities) SetBoot(ctx context.Context, in workflows.SetBootInput) err
 			Token:      netboot.MintToken(a.CheckInKey, n.Name, in.Run),
 			ImageURL:   in.ImageURL,
 			Digest:     in.Digest,
+			TorrentURL: in.TorrentURL,
+			InfoHash:   in.InfoHash,
+			SeedFor:    a.SeedFor,
+			UploadRate: a.NodeUploadRate,
 		}.Encode()...)
 	default:
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("boot profile of %s: unknown mode %q", n.Name, in.Mode), workflows.ErrInvalidName, nil)
@@ -353,6 +433,8 @@ func imageError(op string, err error) error {
 		{imagestore.ErrUnknownVersion, workflows.ErrUnknownVersion},
 		{imagestore.ErrInvalidName, workflows.ErrInvalidName},
 		{imagestore.ErrRootConflict, workflows.ErrRootConflict},
+		{imagestore.ErrNoRoot, workflows.ErrImageUnusable},
+		{swarm.ErrImage, workflows.ErrImageUnusable},
 	} {
 		if errors.Is(err, m.err) {
 			msg := op + ": " + err.Error()

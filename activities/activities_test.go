@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -17,6 +19,7 @@ import (
 	"github.com/rackflow/rackflow/activities/inventory"
 	"github.com/rackflow/rackflow/dev/vrack/redfishemu"
 	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/netboot/swarm"
 	"github.com/rackflow/rackflow/workflows"
 )
 
@@ -266,4 +269,105 @@ func TestPowerOffErrors(t *testing.T) {
 	}
 	_, err = f.env.ExecuteActivity(f.acts.PowerOff, "r09n01")
 	wantType(t, err, workflows.ErrUnknownNode)
+}
+
+// TestExportSwarm: with a real seeder, Export publishes a .torrent whose
+// info hash and web seed the boot profile carries; Unexport withdraws it.
+func TestExportSwarm(t *testing.T) {
+	f := newFixture(t, "right")
+	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: "http://127.0.0.1:8880/announce"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeder.Close()
+	f.acts.Swarm, f.acts.SeedFor = seeder, 2*time.Minute
+	if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.env.ExecuteActivity(f.acts.Export, "r01n01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp workflows.ExportResult
+	if err := v.Get(&exp); err != nil || exp.TorrentURL != "http://127.0.0.1:8880/torrents/r01n01.torrent" || !swarm.ValidInfoHash(exp.InfoHash) {
+		t.Fatalf("export = %+v, %v", exp, err)
+	}
+	data, err := os.ReadFile(filepath.Join(f.boot.TorrentsDir(), "r01n01.torrent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, info, err := swarm.Decode(data, exp.InfoHash)
+	if err != nil || info.Length != 4096 || len(mi.UrlList) != 1 || mi.UrlList[0] != exp.URL || mi.Announce != "http://127.0.0.1:8880/announce" {
+		t.Fatalf("torrent = %+v, %+v, %v", mi, info, err)
+	}
+	in := workflows.SetBootInput{Node: "r01n01", Mode: workflows.BootInstall, ImageURL: exp.URL, Digest: exp.Digest, Run: "run-1",
+		TorrentURL: exp.TorrentURL, InfoHash: exp.InfoHash}
+	if _, err := f.env.ExecuteActivity(f.acts.SetBoot, in); err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.boot.Get("02:52:46:01:00:01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, err := netboot.ParseAgentArgs(p.Args)
+	if err != nil || args.TorrentURL != exp.TorrentURL || args.InfoHash != exp.InfoHash || args.SeedFor != 2*time.Minute {
+		t.Fatalf("agent args = %+v, %v", args, err)
+	}
+	if _, err := f.env.ExecuteActivity(f.acts.Unexport, "r01n01"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(f.boot.TorrentsDir(), "r01n01.torrent")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("torrent after Unexport: %v", err)
+	}
+	if _, ok := seeder.Stats(exp.Digest); ok {
+		t.Fatal("still seeding after Unexport")
+	}
+}
+
+// TestExportUnusableImage: a root whose image file is missing, empty or
+// unreadable fails Export with a non-retryable ImageUnusable, with or
+// without the swarm; no root at all too.
+func TestExportUnusableImage(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		spoil func(t *testing.T, file string)
+		swarm bool
+	}{
+		{"missing", func(t *testing.T, file string) { must(t, os.Remove(file)) }, false},
+		{"missing, swarm", func(t *testing.T, file string) { must(t, os.Remove(file)) }, true},
+		{"empty", func(t *testing.T, file string) { must(t, os.Truncate(file, 0)) }, true},
+		{"directory", func(t *testing.T, file string) { must(t, os.Remove(file)); must(t, os.Mkdir(file, 0o755)) }, true},
+		{"no root", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, "right")
+			if tc.swarm {
+				seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer seeder.Close()
+				f.acts.Swarm = seeder
+			}
+			if tc.spoil != nil {
+				if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
+					t.Fatal(err)
+				}
+				root, err := f.images.Root(t.Context(), "r01n01")
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.spoil(t, root.File)
+			}
+			_, err := f.env.ExecuteActivity(f.acts.Export, "r01n01")
+			wantType(t, err, workflows.ErrImageUnusable)
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }

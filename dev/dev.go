@@ -32,6 +32,7 @@ import (
 	"github.com/rackflow/rackflow/dev/vrack"
 	"github.com/rackflow/rackflow/dev/zfsfuse"
 	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/netboot/swarm"
 	"github.com/rackflow/rackflow/starter"
 	"github.com/rackflow/rackflow/workers"
 	"github.com/rackflow/rackflow/workflows"
@@ -75,6 +76,16 @@ type Options struct {
 	// <user cache dir>/rackflow (<temp dir>/rackflow without a home).
 	CacheDir string
 
+	// ImageTransport is how nodes download images: TransportSwarm
+	// (default: BitTorrent with the netboot HTTP export as web seed,
+	// package netboot/swarm) or TransportHTTP (plain HTTP only).
+	ImageTransport string
+	// SeedFor is how long agents keep seeding after checking in (swarm),
+	// default 10 minutes; SwarmUploadRate and NodeUploadRate cap what the
+	// seeder and each node send to peers, bytes/s (0: unlimited).
+	SeedFor                         time.Duration
+	SwarmUploadRate, NodeUploadRate int64
+
 	ImageSize      int64         // bytes of each demo image version, default 4 MiB
 	Store          string        // "zfs", "dir" or "" (zfs when zfs-fuse or ZFS is usable)
 	CheckInTimeout time.Duration // per boot, default workflows.DefaultCheckInTimeout
@@ -110,6 +121,10 @@ func (o *Options) defaults() {
 	if o.ImageSize == 0 {
 		o.ImageSize = 4 << 20
 	}
+	def(&o.ImageTransport, TransportSwarm)
+	if o.SeedFor == 0 {
+		o.SeedFor = 10 * time.Minute
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -125,6 +140,8 @@ type Env struct {
 	Rack      *vrack.Rack     // the virtual rack (RigVirtual)
 	QEMU      *qemurig.Rig    // the QEMU rig (RigQEMU)
 	LDAP      *devldap.Server // the throwaway directory (Options.LDAP)
+	Seeder    *swarm.Seeder   // seeds every export (TransportSwarm)
+	Tracker   *swarm.Tracker  // served by the netboot service at /announce
 
 	opts        Options
 	recorder    *qemurig.Recorder // boot events of the QEMU rig's nodes
@@ -159,6 +176,9 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 
 	if err := o.checkRig(); err != nil {
 		return env, err
+	}
+	if o.ImageTransport != TransportSwarm && o.ImageTransport != TransportHTTP {
+		return env, fmt.Errorf("image transport %q: want %q or %q", o.ImageTransport, TransportSwarm, TransportHTTP)
 	}
 	var generated *inventory.Inventory
 	if o.Rig == RigQEMU {
@@ -234,6 +254,8 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		TFTPRoot: tftpRoot, ArtifactsDir: artifacts, StoreDir: filepath.Join(o.StateDir, "netboot"),
 		CheckInKey: key, Reservations: env.Inventory, Signaler: env.Client, Identifier: env.Client, Logger: log,
 	}
+	env.Tracker = swarm.NewTracker(0)
+	nbc.Tracker = env.Tracker
 	if env.QEMU != nil {
 		nbc.ServerIP = qemurig.ServerIP
 		nbc.DHCPAddr = "0.0.0.0:67"
@@ -264,6 +286,13 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		Inventory: env.Inventory, Permits: env.Client, Images: env.Images, Boot: env.Netboot.Store(),
 		DialBMC: activities.DialBMCLib(log), HTTPBase: env.Netboot.HTTPBase(), CheckInKey: key,
 		Kernel: "vmlinuz", Initrd: "initrd.img", Log: log,
+		SeedFor: o.SeedFor, NodeUploadRate: o.NodeUploadRate,
+	}
+	if o.ImageTransport == TransportSwarm {
+		if err := env.startSeeder(log); err != nil {
+			return env, err
+		}
+		acts.Swarm = env.Seeder
 	}
 	if env.QEMU != nil {
 		acts.KernelArgs = []string{"console=ttyS0"}
@@ -318,6 +347,11 @@ func (e *Env) Close() {
 	if e.workers != nil {
 		e.workers.Stop()
 	}
+	if e.Seeder != nil {
+		if err := e.Seeder.Close(); err != nil {
+			e.opts.Log.Warn("stopping the swarm seeder", "error", err)
+		}
+	}
 	if e.Netboot != nil {
 		e.cancel()
 		<-e.done
@@ -336,6 +370,35 @@ func (e *Env) Close() {
 			e.opts.Log.Warn("closing the image store", "error", err)
 		}
 	}
+}
+
+// Image transports (Options.ImageTransport).
+const (
+	TransportSwarm = "swarm"
+	TransportHTTP  = "http"
+)
+
+// startSeeder starts the swarm seeder beside the netboot service: on
+// 127.0.0.1, or for the QEMU rig on qemurig.ServerIP inside its namespace
+// (listener bound there, tracker dialled from there).
+func (e *Env) startSeeder(log *slog.Logger) error {
+	cfg := swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: e.Netboot.HTTPBase() + "/announce",
+		UploadRate: e.opts.SwarmUploadRate, Logger: log}
+	var err error
+	if e.QEMU == nil {
+		e.Seeder, err = swarm.NewSeeder(cfg)
+		return err
+	}
+	cfg.ListenAddr, cfg.Dial = net.JoinHostPort(qemurig.ServerIP, "0"), e.QEMU.DialContext
+	done := make(chan struct{})
+	if err := e.QEMU.InNamespace(func() {
+		defer close(done)
+		e.Seeder, err = swarm.NewSeeder(cfg)
+	}); err != nil {
+		return err
+	}
+	<-done
+	return err
 }
 
 // loadInventory loads o.Inventory, or else writes generated to

@@ -82,12 +82,32 @@ func TestProvisionVirtualRack(t *testing.T) {
 	}
 
 	// Every node's root holds the exact bytes of the version.
+	var digest string
 	for _, n := range env.Inventory.Nodes {
 		root, err := env.Images.Root(ctx, n.Name)
 		if err != nil || root.Version != "v2" {
 			t.Errorf("%s root = %+v, %v", n.Name, root, err)
 		}
+		digest = root.Digest
 	}
+	// The swarm is the default transport: every node downloaded through
+	// it, and the four exports share one torrent.
+	seeded, ok := env.Seeder.Stats(digest)
+	if !ok || seeded.Sources != 4 {
+		t.Fatalf("seeder stats of %s: %+v, %v; want 4 exports seeded", digest, seeded, ok)
+	}
+	for _, n := range env.Rack.Nodes() {
+		var image *vrack.Event
+		for _, e := range n.Events() {
+			if e.Step == vrack.StepImage {
+				image = &e
+			}
+		}
+		if image == nil || image.Err != nil {
+			t.Errorf("%s: image step %+v", n.Name(), image)
+		}
+	}
+	t.Logf("seeder sent %d bytes for 4 nodes of a %d-byte image", seeded.Sent, 1<<20)
 
 	// Visibility is updated asynchronously: poll until it has caught up.
 	query := fmt.Sprintf("WorkflowType = 'Provision' AND %s = 'r01' AND ExecutionStatus = 'Completed'", workflows.AttrRack.GetName())

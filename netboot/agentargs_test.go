@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func validAgentArgs() AgentArgs {
@@ -32,6 +33,47 @@ func TestAgentArgsRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, a) {
 		t.Fatalf("round trip = %+v, want %+v", got, a)
+	}
+}
+
+func TestAgentArgsSwarmRoundTrip(t *testing.T) {
+	a := validAgentArgs()
+	a.TorrentURL = "http://127.0.0.1:8880/torrents/r01n01.torrent"
+	a.InfoHash = strings.Repeat("0f", 20)
+	a.SeedFor = 90 * time.Second
+	a.UploadRate = 12 << 20
+	words := a.Encode()
+	if len(words) != 10 || words[8] != "rackflow.seedfor=1m30s" || words[9] != "rackflow.uploadrate=12582912" {
+		t.Fatalf("Encode = %q", words)
+	}
+	got, err := ParseAgentArgs(words)
+	if err != nil {
+		t.Fatalf("ParseAgentArgs: %v", err)
+	}
+	if !reflect.DeepEqual(got, a) {
+		t.Fatalf("round trip = %+v, want %+v", got, a)
+	}
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		key   string
+	}{
+		{"torrent without info hash", []string{"rackflow.torrent=http://x/t.torrent"}, ArgInfoHash},
+		{"info hash without torrent", []string{"rackflow.infohash=" + strings.Repeat("0f", 20)}, ArgTorrent},
+		{"upper-case info hash", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0F", 20)}, ArgInfoHash},
+		{"short info hash", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=abcd"}, ArgInfoHash},
+		{"ftp torrent", []string{"rackflow.torrent=ftp://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20)}, ArgTorrent},
+		{"bad seedfor", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20), "rackflow.seedfor=soon"}, ArgSeedFor},
+		{"bad uploadrate", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20), "rackflow.uploadrate=fast"}, ArgUpload},
+		{"negative uploadrate", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20), "rackflow.uploadrate=-5"}, ArgUpload},
+		{"negative seedfor", []string{"rackflow.torrent=http://x/t", "rackflow.infohash=" + strings.Repeat("0f", 20), "rackflow.seedfor=-1s"}, ArgSeedFor},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseAgentArgs(append(validAgentArgs().Encode(), tc.extra...))
+			if !errors.Is(err, ErrAgentArgs) || !strings.Contains(err.Error(), tc.key) {
+				t.Fatalf("ParseAgentArgs = %v, want an ErrAgentArgs naming %s", err, tc.key)
+			}
+		})
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 //	GET  /discover/<mac>.ipxe      discovery script of an unknown MAC (discoveryScript; 400 bad MAC)
 //	GET  /artifacts/<name>         file under ArtifactsDir (Range, ETag, Last-Modified; 404 otherwise)
 //	GET  /exports/<node>/<file>    file under the node's exported directory (Range, ETag, Last-Modified)
+//	GET  /torrents/<node>.torrent  the .torrent of the node's export (Store.PutTorrent)
+//	GET  /announce                 BitTorrent tracker announce, only with a Tracker
 //	POST /v1/checkin               agent check-in (see checkInHandler)
 //	POST /v1/identify              USB-identify (see identifyHandler), only with an Identifier
 //	GET  /healthz                  200 "ok"
@@ -35,6 +37,7 @@ type httpServer struct {
 	checkin   *checkInHandler
 	identify  *identifyHandler // nil → /v1/identify is not served
 	res       Reservations     // names the node and rack of a MAC in logs; may be nil
+	tracker   http.Handler     // nil → /announce is not served
 	log       *slog.Logger
 	obs       *instruments // nil → no /metrics, nothing recorded
 }
@@ -45,6 +48,10 @@ func (h *httpServer) handler() http.Handler {
 	mux.HandleFunc("GET /discover/{file}", h.discoveryScript)
 	mux.HandleFunc("GET /artifacts/{name...}", h.artifact)
 	mux.HandleFunc("GET /exports/{node}/{file...}", h.export)
+	mux.HandleFunc("GET /torrents/{file}", h.torrent)
+	if h.tracker != nil {
+		mux.Handle("GET /announce", h.tracker)
+	}
 	mux.Handle("/v1/checkin", h.checkin)
 	if h.identify != nil {
 		mux.Handle("/v1/identify", h.identify)
@@ -152,6 +159,17 @@ func (h *httpServer) export(w http.ResponseWriter, r *http.Request) {
 		id = identity{node: node}
 	}
 	h.serveRooted(w, r, dir, r.PathValue("file"), h.log.With(id.attrs()...))
+}
+
+func (h *httpServer) torrent(w http.ResponseWriter, r *http.Request) {
+	node, ok := strings.CutSuffix(r.PathValue("file"), ".torrent")
+	if !ok || ValidName(node) != nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-bittorrent")
+	w.Header().Set("Cache-Control", "no-store")
+	h.serveRooted(w, r, h.store.TorrentsDir(), node+".torrent", h.log.With("node", node))
 }
 
 // serveRooted serves the regular file name under root with

@@ -2,6 +2,7 @@ package netboot
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -273,3 +274,57 @@ func TestHTTPCheckIn(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestHTTPTorrentsAndTracker(t *testing.T) {
+	announced := 0
+	env := startService(t, func(c *Config) {
+		c.DHCPAddr, c.TFTPAddr = "", ""
+		c.Tracker = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			announced++
+			_, _ = io.WriteString(w, "d8:intervali60ee")
+		})
+	})
+	base := env.svc.HTTPBase()
+	data := []byte("d4:infod6:lengthi1eee")
+	if err := env.svc.Store().PutTorrent("r01n01", data); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.svc.Store().PutTorrent("../x", data); !errors.Is(err, ErrInvalidName) {
+		t.Fatalf("PutTorrent(../x) = %v, want ErrInvalidName", err)
+	}
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/torrents/r01n01.torrent", 200},
+		{"/torrents/r01n02.torrent", 404},
+		{"/torrents/r01n01", 404},
+		{"/torrents/..%2Fprofiles.torrent", 404},
+		{"/torrents/R01N01.torrent", 404},
+		{"/announce?info_hash=x", 200},
+	} {
+		resp, body := get(t, base+tc.path, nil)
+		if resp.StatusCode != tc.status {
+			t.Errorf("GET %s: status %d, want %d", tc.path, resp.StatusCode, tc.status)
+		}
+		if tc.path == "/torrents/r01n01.torrent" {
+			equalBytes(t, tc.path, body, data)
+			if ct := resp.Header.Get("Content-Type"); ct != "application/x-bittorrent" {
+				t.Errorf("Content-Type %q", ct)
+			}
+		}
+	}
+	if announced != 1 {
+		t.Errorf("tracker saw %d announces, want 1", announced)
+	}
+	if err := env.svc.Store().Unexport("r01n01"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, base+"/torrents/r01n01.torrent", nil); resp.StatusCode != 404 {
+		t.Fatalf("status %d after Unexport, want 404", resp.StatusCode)
+	}
+	noTracker := httpEnv(t)
+	if resp, _ := get(t, noTracker.svc.HTTPBase()+"/announce", nil); resp.StatusCode != 404 {
+		t.Fatalf("announce without a tracker: status %d, want 404", resp.StatusCode)
+	}
+}

@@ -57,6 +57,10 @@ type Config struct {
 	// served (404).
 	Identifier Identifier
 
+	// Tracker answers BitTorrent announces at GET /announce (a
+	// *swarm.Tracker); nil → not served (404).
+	Tracker http.Handler
+
 	// RAInterface names the interface on which IPv6 router solicitations
 	// get an empty router advertisement (see raResponder), so boot firmware
 	// does not wait for one; "" answers none. Needs CAP_NET_RAW.
@@ -277,7 +281,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.httpListener != nil {
 		h := &httpServer{store: s.store, artifacts: s.cfg.ArtifactsDir, base: s.HTTPBase, log: s.log,
 			res: s.cfg.Reservations, obs: s.obs,
-			checkin: &checkInHandler{key: s.cfg.CheckInKey, signaler: s.cfg.Signaler, log: s.log, obs: s.obs}}
+			checkin: &checkInHandler{key: s.cfg.CheckInKey, signaler: s.cfg.Signaler, log: s.log, obs: s.obs}, tracker: s.cfg.Tracker}
 		if s.cfg.Identifier != nil {
 			h.identify = &identifyHandler{key: s.cfg.CheckInKey, identifier: s.cfg.Identifier, log: s.log}
 		}

@@ -15,6 +15,7 @@ import (
 //
 //	<dir>/profiles/<mac with dashes>.json   one Profile per MAC
 //	<dir>/exports/<node>                    symlink to the exported directory
+//	<dir>/torrents/<node>.torrent           BitTorrent metainfo of the node's export (swarm transport)
 //
 // Every write is atomic (temp file + fsync + rename + directory fsync), so
 // several Store values (even in several processes) may share a directory;
@@ -29,6 +30,7 @@ type Store struct {
 const (
 	profilesDir = "profiles"
 	exportsDir  = "exports"
+	torrentsDir = "torrents"
 )
 
 // OpenStore opens (creating if needed) the store rooted at dir.
@@ -40,7 +42,7 @@ func OpenStore(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	for _, sub := range []string{profilesDir, exportsDir} {
+	for _, sub := range []string{profilesDir, exportsDir, torrentsDir} {
 		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
@@ -54,6 +56,23 @@ func (s *Store) Dir() string { return s.dir }
 // ExportsDir returns the directory holding the export symlinks,
 // <dir>/exports.
 func (s *Store) ExportsDir() string { return filepath.Join(s.dir, exportsDir) }
+
+// TorrentsDir returns the directory holding the exports' .torrent files,
+// <dir>/torrents.
+func (s *Store) TorrentsDir() string { return filepath.Join(s.dir, torrentsDir) }
+
+// PutTorrent writes data (a bencoded .torrent) as node's, served at HTTP
+// /torrents/<node>.torrent, atomically; Unexport removes it. Errors wrap
+// ErrInvalidName for a bad node name.
+func (s *Store) PutTorrent(node string, data []byte) error {
+	if err := ValidName(node); err != nil {
+		return fmt.Errorf("put torrent: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(s.TorrentsDir(), node+".torrent"), data, 0o644); err != nil {
+		return fmt.Errorf("put torrent %s: %w", node, err)
+	}
+	return nil
+}
 
 func (s *Store) profilePath(mac string) string {
 	return filepath.Join(s.dir, profilesDir, strings.ReplaceAll(mac, ":", "-")+".json")

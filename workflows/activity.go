@@ -31,6 +31,10 @@ type Root struct {
 type ExportResult struct {
 	URL    string // HTTP URL of the image file
 	Digest string
+	// TorrentURL and InfoHash (40 hex digits) are set when the image is
+	// also seeded over BitTorrent (the swarm transport).
+	TorrentURL string
+	InfoHash   string
 }
 
 // BootMode is what the netboot service hands a node.
@@ -56,6 +60,10 @@ type SetBootInput struct {
 	Digest   string
 	Run      string
 	Scope    string `json:",omitempty"`
+	// TorrentURL and InfoHash (from ExportResult) make the agent download
+	// through the swarm; empty → plain HTTP.
+	TorrentURL string
+	InfoHash   string
 }
 
 // PowerCycleInput power-cycles Node through its BMC after setting a one-time

@@ -118,6 +118,7 @@ const (
 	ErrUnknownVersion = "UnknownVersion"
 	ErrInvalidName    = "InvalidName"
 	ErrRootConflict   = "RootConflict"
+	ErrImageUnusable  = "ImageUnusable" // the root's image file is missing, empty or unreadable
 	ErrBMCAuth        = "BMCAuth"
 	ErrBMCDriver      = "BMCDriver"
 	ErrCheckInTimeout = "CheckInTimeout"

@@ -153,7 +153,8 @@ func (p *provision) provisionNode(ctx workflow.Context) (ProvisionResult, error)
 
 	p.setPhase(ctx, PhaseSettingBoot, "boot profile: install")
 	run := workflow.GetInfo(ctx).WorkflowExecution.RunID
-	install := SetBootInput{Node: p.node.Name, Mode: BootInstall, ImageURL: export.URL, Digest: export.Digest, Run: run}
+	install := SetBootInput{Node: p.node.Name, Mode: BootInstall, ImageURL: export.URL, Digest: export.Digest, Run: run,
+		TorrentURL: export.TorrentURL, InfoHash: export.InfoHash}
 	if err := workflow.ExecuteActivity(p.rackOpts(ctx, shortOpts, "boot profile of "+p.node.Name+": install"),
 		ActivitySetBoot, install).Get(ctx, nil); err != nil {
 		return ProvisionResult{}, fmt.Errorf("set boot: %w", err)

@@ -25,6 +25,7 @@ type agent struct {
 	noDHCP         bool          // use the network as it is
 	net            *networkSetup
 	image          *imageFetcher
+	swarm          *swarmFetcher // used when the boot profile carries rackflow.torrent
 	checkIn        *checkInPoster
 	ident          *identifyMode // used when the command line has rackflow.identify
 }
@@ -100,8 +101,9 @@ func (a *agent) steps(parent context.Context) bool {
 	}
 
 	ci := netboot.CheckIn{Node: args.Node, Run: args.Run, Token: args.Token, Status: netboot.CheckInOK}
+	var seed func() string
 	if stepErr == nil {
-		ci.Digest, stepErr = a.install(ctx, args, diskPath)
+		ci.Digest, seed, stepErr = a.install(ctx, args, diskPath)
 	}
 	if stepErr != nil {
 		a.con.failed(stepErr)
@@ -112,37 +114,73 @@ func (a *agent) steps(parent context.Context) bool {
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(parent), a.checkInTimeout)
 	defer ccancel()
 	status, err := a.checkIn.post(cctx, args.CheckInURL, ci)
+	if seed != nil {
+		defer func() { a.con.step("seeding stopped: %s", seed()) }()
+	}
 	if err != nil {
 		a.con.failed(err)
 		return false
 	}
 	a.con.step("check-in accepted (HTTP %d)", status)
+	if seed != nil && args.SeedFor > 0 {
+		a.con.step("seeding for up to %s", args.SeedFor)
+	}
 	return stepErr == nil
 }
 
-// install writes the image onto the disk at diskPath and checks the digest
-// read back from it. It prints the "image written" and "digest ok" lines
-// and returns the read-back digest (also on a mismatch, for the check-in).
-func (a *agent) install(ctx context.Context, args netboot.AgentArgs, diskPath string) (string, error) {
+// install writes the image onto the disk at diskPath (through the swarm
+// when args carry a torrent, else over HTTP) and checks the digest read
+// back from it. It prints the "image written" and "digest ok" lines and
+// returns the read-back digest (also on a mismatch, for the check-in).
+// After a good swarm download it also returns seed, which keeps seeding
+// from the disk for args.SeedFor (or until the .torrent is withdrawn or
+// the agent's context ends), then closes the disk, and says why it
+// stopped; otherwise the disk is closed on return and seed is nil.
+func (a *agent) install(ctx context.Context, args netboot.AgentArgs, diskPath string) (digest string, seed func() string, err error) {
 	d, err := openDisk(diskPath)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	defer d.close()
-	dl, err := a.image.fetch(ctx, args.ImageURL, d)
+	var sw *swarmDownload
+	defer func() {
+		if seed == nil {
+			if sw != nil {
+				_ = sw.leecher.Close()
+			}
+			d.close()
+		}
+	}()
+	var dl download
+	if args.TorrentURL != "" && a.swarm != nil {
+		sw, err = a.swarm.fetch(ctx, args, d)
+		if sw != nil {
+			dl = sw.download
+		}
+	} else {
+		dl, err = a.image.fetch(ctx, args.ImageURL, d)
+	}
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	a.con.step("image written %d bytes in %s (%.1f MB/s)", dl.Bytes, seconds(dl.Elapsed), rateMBps(dl.Bytes, dl.Elapsed))
 	onDisk, err := d.readBack(ctx, dl.Bytes)
 	if err != nil {
-		return "", err
+		return "", nil, err
+	}
+	if sw != nil {
+		dl.Digest = onDisk // every piece was verified: the disk holds what the torrent describes
 	}
 	if err := checkDigest(args.Digest, dl, onDisk, args.ImageURL, d.path); err != nil {
-		return onDisk, err
+		return onDisk, nil, err
 	}
 	a.con.step("digest ok %s", onDisk)
-	return onDisk, nil
+	if sw != nil {
+		seed = func() string {
+			defer d.close()
+			return a.swarm.seed(ctx, sw, args.TorrentURL, args.SeedFor)
+		}
+	}
+	return onDisk, seed, nil
 }
 
 // orNone returns s, or "none" when s is empty.

@@ -70,7 +70,9 @@ func (r *agentRig) run(t *testing.T, words []string) (bool, []string) {
 		checkInTimeout: 30 * time.Second,
 		noDHCP:         true,
 		image:          &imageFetcher{client: r.srv.Client(), retry: fastRetry(3), stallTimeout: 5 * time.Second, con: con},
-		checkIn:        &checkInPoster{client: r.srv.Client(), retry: fastRetry(3), con: con},
+		swarm: &swarmFetcher{client: r.srv.Client(), retry: fastRetry(3), listen: "127.0.0.1:0",
+			withdrawPoll: 50 * time.Millisecond, con: con},
+		checkIn: &checkInPoster{client: r.srv.Client(), retry: fastRetry(3), con: con},
 	}
 	ok := a.run(context.Background())
 	t.Logf("output:\n%s", buf.String())
@@ -78,7 +80,7 @@ func (r *agentRig) run(t *testing.T, words []string) (bool, []string) {
 }
 
 // stepLineRE is the stable step-line format a test harness parses.
-var stepLineRE = regexp.MustCompile(`^rackflow-agent: \[ *[0-9]+\.[0-9]{2}\] (start|network skipped|image written|digest ok|check-in accepted|FAILED|cannot check in:|warning|retry) `)
+var stepLineRE = regexp.MustCompile(`^rackflow-agent: \[ *[0-9]+\.[0-9]{2}\] (start|network skipped|image written|image swarm|digest ok|check-in accepted|seeding for up to|seeding stopped:|FAILED|cannot check in:|warning|retry) `)
 
 // checkLines fails unless lines match the want patterns one to one.
 func checkLines(t *testing.T, lines []string, want ...string) {

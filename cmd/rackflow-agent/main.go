@@ -21,12 +21,19 @@
 //  2. Set the interface up, wait for carrier (20 s), obtain a DHCPv4 lease
 //     (--dhcp-timeout, default 60 s) and apply its address, mask and
 //     default route (netlink).
-//  3. GET rackflow.image and stream it onto the disk while hashing it with
+//  3. With rackflow.torrent and rackflow.infohash (the swarm transport,
+//     package netboot/swarm): GET the .torrent (retried like the image
+//     below), refuse it unless its info hash is rackflow.infohash, and
+//     download it onto the disk from the tracker's peers and from
+//     rackflow.image as web seed, each piece checked against its SHA-1
+//     before it is written; peers are served from port <random> of every
+//     address, at most rackflow.uploadrate bytes/s. Without them: GET
+//     rackflow.image and stream it onto the disk while hashing it with
 //     sha256. An image larger than the disk is refused before writing when
-//     the server sends Content-Length. Network errors, 5xx, 408, 429 and
-//     stalls (60 s without data) are retried with exponential backoff (5
-//     tries within 2 minutes), resuming with a Range request when the
-//     server supports it.
+//     the server sends Content-Length (the .torrent always gives the size).
+//     Network errors, 5xx, 408, 429 and stalls (60 s without data) are
+//     retried with exponential backoff (5 tries within 2 minutes), resuming
+//     with a Range request when the server supports it.
 //  4. fsync, flush the device's buffer cache (BLKFLSBUF), read the written
 //     bytes back from the device and compare their sha256 with
 //     rackflow.digest.
@@ -34,6 +41,9 @@
 //     the read-back digest, or status "error" with a one-line message
 //     naming the failed step. Network errors and 5xx are retried (8 tries
 //     within 3 minutes); other non-2xx answers are final.
+//  6. After a swarm download, keep seeding from the disk for
+//     rackflow.seedfor, or until the .torrent is withdrawn (HTTP 404: the
+//     node's export is gone), checked every 15 s.
 //
 // # Identify mode
 //
@@ -102,6 +112,9 @@
 //
 //	rackflow-agent: [  10.00] retry <step>: <error> (attempt <n>[ of <max>], next in <s>s)
 //	rackflow-agent: [  20.00] image progress <bytes> of <total> bytes (<pct>%) at <rate> MB/s
+//	rackflow-agent: [  21.00] image swarm <bytes> bytes from peers, <bytes> from web seeds, <n> bad pieces
+//	rackflow-agent: [  21.50] seeding for up to <duration>
+//	rackflow-agent: [  80.00] seeding stopped: time|withdrawn|context
 //	rackflow-agent: [   7.62] warning <text>
 //	rackflow-agent: [   8.00] cannot check in: <why>
 //
@@ -131,6 +144,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/rackflow/rackflow/netboot/swarm"
 )
 
 func main() {
@@ -182,6 +197,14 @@ func realMain(argv []string, stdout, stderr io.Writer) int {
 			retry:         exponential(time.Second, 30*time.Second, 5, 2*time.Minute),
 			stallTimeout:  60 * time.Second,
 			progressEvery: 10 * time.Second,
+			con:           con,
+		},
+		swarm: &swarmFetcher{
+			client:        &http.Client{Transport: newTransport(), Timeout: 30 * time.Second},
+			retry:         exponential(time.Second, 30*time.Second, 5, 2*time.Minute),
+			listen:        "0.0.0.0:0",
+			progressEvery: 10 * time.Second,
+			withdrawPoll:  swarm.DefaultWithdrawPoll,
 			con:           con,
 		},
 		checkIn: &checkInPoster{

@@ -18,7 +18,7 @@ func devCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dev",
 		Usage: "run the embedded default: Temporal + Web UI, worker, netboot and a virtual rack, then provision every node",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "state-dir", Value: ".rackflow", Usage: "where the Temporal database, images, leases and keys live"},
 			&cli.StringFlag{Name: "inventory", Usage: "inventory file (default: generate one for the virtual rack in the state dir)"},
 			&cli.IntFlag{Name: "racks", Value: 1, Usage: "virtual racks (r01, r02, …)"},
@@ -34,7 +34,7 @@ func devCommand() *cli.Command {
 			&cli.BoolFlag{Name: "ldap", Usage: "run a throwaway slapd with HOP-SCOTCH's ownership rules and a server entry per node (rackflow checkout/release/owners)"},
 			&cli.StringFlag{Name: "agent", Usage: "rackflow-agent binary for the qemu rig's initramfs (default: beside this executable)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: 10 * time.Minute, Usage: "how long each boot may take to check in"},
-		},
+		}, swarmFlags()...),
 		Subcommands: []*cli.Command{{
 			Name:         "usb-insert",
 			OnUsageError: usageError,
@@ -65,6 +65,9 @@ func devCommand() *cli.Command {
 			if r := c.Int("racks"); r < 1 || r > 99 {
 				return badUsage(c, "--racks %d: want 1…99", r)
 			}
+			if err := checkSwarmFlags(c); err != nil {
+				return err
+			}
 			log, err := logger(c)
 			if err != nil {
 				return err
@@ -77,6 +80,8 @@ func devCommand() *cli.Command {
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
 				Store: c.String("image-store"), CheckInTimeout: c.Duration("check-in-timeout"), Log: log,
 				Rig: c.String("rig"), Agent: c.String("agent"), RigFirmware: c.String("firmware"), LDAP: c.Bool("ldap"),
+				ImageTransport: c.String("image-transport"), SeedFor: c.Duration("seed-for"),
+				SwarmUploadRate: c.Int64("swarm-upload-rate"), NodeUploadRate: c.Int64("node-upload-rate"),
 			})
 			if err != nil {
 				return err

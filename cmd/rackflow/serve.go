@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"go.temporal.io/sdk/worker"
@@ -14,6 +15,7 @@ import (
 	"github.com/rackflow/rackflow/activities/inventory"
 	"github.com/rackflow/rackflow/activities/ownership"
 	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/netboot/swarm"
 	"github.com/rackflow/rackflow/starter"
 	"github.com/rackflow/rackflow/workers"
 	"github.com/rackflow/rackflow/workflows"
@@ -24,6 +26,29 @@ var (
 	checkInKeyFlag = &cli.StringFlag{Name: "checkin-key", Usage: "file holding the HMAC key of check-in tokens (≥ 16 bytes), shared by worker and netboot"}
 	storeFlag      = &cli.StringFlag{Name: "netboot-store", Value: "/var/lib/rackflow/netboot", Usage: "boot-profile and export directory shared with the netboot service"}
 )
+
+// swarmFlags are the image-transport flags of `rackflow dev` and
+// `rackflow worker`.
+func swarmFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "image-transport", Value: "swarm", Usage: "how nodes download images: swarm (BitTorrent with the netboot HTTP export as web seed) or http (plain HTTP only)"},
+		&cli.DurationFlag{Name: "seed-for", Value: 10 * time.Minute, Usage: "how long nodes keep seeding after checking in (swarm; stops earlier when the export is withdrawn)"},
+		&cli.Int64Flag{Name: "swarm-upload-rate", Usage: "bytes/s the image seeder sends to peers at most (0: unlimited)"},
+		&cli.Int64Flag{Name: "node-upload-rate", Usage: "bytes/s each node sends to peers at most (0: unlimited)"},
+	}
+}
+
+func checkSwarmFlags(c *cli.Context) error {
+	switch t := c.String("image-transport"); {
+	case t != "swarm" && t != "http":
+		return badUsage(c, "--image-transport %q: want swarm or http", t)
+	case c.Duration("seed-for") < 0:
+		return badUsage(c, "--seed-for %s: want a duration ≥ 0", c.Duration("seed-for"))
+	case c.Int64("swarm-upload-rate") < 0 || c.Int64("node-upload-rate") < 0:
+		return badUsage(c, "--swarm-upload-rate and --node-upload-rate must not be negative")
+	}
+	return nil
+}
 
 // serviceSetup loads what the worker and the netboot service share: the
 // logger, the inventory and the check-in key.
@@ -56,7 +81,10 @@ func workerCommand() *cli.Command {
 		Name:  "worker",
 		Usage: "run the workflows and the activities of the given racks against a Temporal cluster",
 		Before: func(c *cli.Context) error {
-			return requireFlags(c, "inventory", "checkin-key", "http-base")
+			if err := requireFlags(c, "inventory", "checkin-key", "http-base"); err != nil {
+				return err
+			}
+			return checkSwarmFlags(c)
 		},
 		Flags: append([]cli.Flag{
 			inventoryFlag, checkInKeyFlag, storeFlag,
@@ -67,7 +95,8 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "kernel", Value: "vmlinuz", Usage: "installer kernel, under the netboot artifacts"},
 			&cli.StringFlag{Name: "initrd", Value: "initrd.img", Usage: "installer initrd, under the netboot artifacts"},
 			&cli.StringSliceFlag{Name: "kernel-arg", Usage: "extra kernel command-line word (repeatable), e.g. console=ttyS0"},
-		}, ldapFlags()...), // the ownership directory, bound as the worker's service account
+			&cli.StringFlag{Name: "swarm-listen", Value: "0.0.0.0:6881", Usage: "TCP address the image seeder accepts peers on (swarm transport)"},
+		}, append(swarmFlags(), ldapFlags()...)...), // ldap: the ownership directory, bound as the worker's service account
 		Action: func(c *cli.Context) error {
 			log, inv, key, err := serviceSetup(c)
 			if err != nil {
@@ -100,6 +129,7 @@ func workerCommand() *cli.Command {
 				Inventory: inv, Permits: cl, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
 				HTTPBase: c.String("http-base"), CheckInKey: key, Kernel: c.String("kernel"), Initrd: c.String("initrd"),
 				KernelArgs: c.StringSlice("kernel-arg"), Ownership: owners, Log: log,
+				SeedFor: c.Duration("seed-for"), NodeUploadRate: c.Int64("node-upload-rate"),
 			}
 			racks := c.StringSlice("rack")
 			if len(racks) == 0 {
@@ -111,6 +141,15 @@ func workerCommand() *cli.Command {
 					return badUsage(c, "--rack %s: not in %s", r, inv.File())
 				}
 				ws = append(ws, workers.Rack(cl.Temporal(), r, acts, workers.Options{}))
+			}
+			if c.String("image-transport") == "swarm" {
+				seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: c.String("swarm-listen"),
+					Announce: c.String("http-base") + "/announce", UploadRate: c.Int64("swarm-upload-rate"), Logger: log})
+				if err != nil {
+					return err
+				}
+				defer seeder.Close()
+				acts.Swarm = seeder
 			}
 			set, err := workers.Start(ws...)
 			if err != nil {
@@ -195,6 +234,7 @@ func netbootCommand() *cli.Command {
 				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"), IPXEDir: c.String("ipxe-dir"),
 				ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
 				CheckInKey: key, Reservations: newReloadingReservations(inv, log), Signaler: cl, Identifier: cl, Logger: log,
+				Tracker: swarm.NewTracker(0), // announces of the worker's seeder and the nodes
 			})
 			if err != nil {
 				return err

@@ -1,7 +1,9 @@
 package qemurig
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"runtime"
 
 	"github.com/vishvananda/netns"
@@ -32,4 +34,25 @@ func (r *Rig) InNamespace(fn func()) error {
 		return fmt.Errorf("qemu rig: entering namespace %s: %w", r.ns, err)
 	}
 	return nil
+}
+
+// DialContext dials addr from inside the rig's namespace: a thread enters
+// it for the connect, and the connection stays in the namespace (for
+// clients that run outside it, such as the swarm seeder's tracker
+// announces).
+func (r *Rig) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	if err := r.InNamespace(func() {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		ch <- result{c, err}
+	}); err != nil {
+		return nil, err
+	}
+	res := <-ch
+	return res.c, res.err
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -19,26 +20,45 @@ import (
 const checkInAttempts = 3
 
 // runAgent plays the rackflow agent booted with the kernel command line
-// args: it downloads the image through sha256, compares the digest and
-// checks in (subject to the node's fault). It returns the phase the node
-// ends in.
-func (n *Node) runAgent(ctx context.Context, gen uint64, hc *http.Client, args []string) Phase {
+// args, from the node's address local (nil: any): it downloads the image
+// (through the swarm when the arguments carry a torrent, else over HTTP)
+// through sha256, compares the digest and checks in (subject to the node's
+// fault). It returns the phase the node ends in and, after a swarm
+// download, a function that keeps seeding until its time is up (nil
+// otherwise).
+func (n *Node) runAgent(ctx context.Context, gen uint64, hc *http.Client, local net.IP, args []string) (Phase, func(context.Context)) {
 	a, err := netboot.ParseAgentArgs(args)
 	if !n.step(gen, StepAgent, err, nil, "run", a.Run) || err != nil {
-		return PhaseFailed
+		return PhaseFailed, nil
 	}
 	ci := netboot.CheckIn{Node: a.Node, Run: a.Run, Token: a.Token}
+	var seed func(context.Context)
 	if n.spec.Fault == FaultAgentError {
 		ci.Status, ci.Message = netboot.CheckInError, "injected fault: agent-error"
 	} else {
-		digest, size, err := imageDigest(ctx, hc, a.ImageURL)
+		var digest string
+		var size int64
+		var attrs []any
+		if a.TorrentURL != "" {
+			var res swarmResult
+			res, err = swarmImage(ctx, hc, local, a)
+			digest, size, seed = res.digest, res.size, res.seed
+			attrs = []any{"transport", "swarm", "torrent", a.TorrentURL, "from_peers", res.fromPeers,
+				"from_web_seeds", res.fromWebSeeds, "bad_pieces", res.badPieces, "elapsed", res.elapsed}
+		} else {
+			digest, size, err = imageDigest(ctx, hc, a.ImageURL)
+			attrs = []any{"transport", "http"}
+		}
 		if err == nil && digest != a.Digest {
 			err = fmt.Errorf("digest mismatch: %s is %s, want %s", a.ImageURL, digest, a.Digest)
 		}
 		if ctx.Err() != nil {
-			return PhaseFailed
+			if seed != nil {
+				seed(ctx)
+			}
+			return PhaseFailed, nil
 		}
-		n.step(gen, StepImage, err, nil, "url", a.ImageURL, "bytes", size, "digest", digest)
+		n.step(gen, StepImage, err, nil, append([]any{"url", a.ImageURL, "bytes", size, "digest", digest}, attrs...)...)
 		ci.Digest = digest
 		switch {
 		case err != nil:
@@ -54,20 +74,20 @@ func (n *Node) runAgent(ctx context.Context, gen uint64, hc *http.Client, args [
 	}
 	if n.spec.Fault == FaultNoCheckIn {
 		n.step(gen, StepCheckIn, ErrCheckInWithheld, nil, "run", a.Run)
-		return PhaseUp
+		return PhaseUp, seed
 	}
 	res, err := n.checkIn(ctx, hc, a.CheckInURL, ci)
 	if ctx.Err() != nil {
-		return PhaseFailed
+		return PhaseFailed, seed
 	}
 	n.step(gen, StepCheckIn, err, func(s *NodeState) {
 		s.CheckIns++
 		s.LastCheckIn = &res
 	}, "run", a.Run, "status", ci.Status, "http", res.HTTPStatus)
 	if err != nil {
-		return PhaseFailed
+		return PhaseFailed, seed
 	}
-	return PhaseUp
+	return PhaseUp, seed
 }
 
 // imageDigest streams url through sha256 and returns "sha256:<hex>" and the

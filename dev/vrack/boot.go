@@ -23,7 +23,12 @@ func (n *Node) boot(ctx context.Context, cancel context.CancelFunc, gen uint64, 
 		n.step(gen, StepLocalBoot, nil, func(s *NodeState) { s.Phase = PhaseLocal }, "target", target)
 		return
 	}
-	phase := n.netboot(ctx, gen)
+	phase, seed := n.netboot(ctx, gen)
+	if seed != nil {
+		// The agent keeps seeding after its check-in (or failure) until its
+		// time is up, the .torrent is withdrawn, or the boot ends.
+		defer seed(ctx)
+	}
 	if ctx.Err() != nil { // superseded by a power transition, or the rack closed
 		n.log.Debug("vrack boot abandoned", "err", context.Cause(ctx))
 		return
@@ -31,8 +36,9 @@ func (n *Node) boot(ctx context.Context, cancel context.CancelFunc, gen uint64, 
 	n.setPhase(gen, phase)
 }
 
-// netboot runs PXE ROM → iPXE → agent and returns the phase the node ends in.
-func (n *Node) netboot(ctx context.Context, gen uint64) Phase {
+// netboot runs PXE ROM → iPXE → agent and returns the phase the node ends
+// in, and the agent's seeding function (nil when there is none).
+func (n *Node) netboot(ctx context.Context, gen uint64) (Phase, func(context.Context)) {
 	// PXE ROM: lease from 127.0.0.1, TFTP the boot file.
 	pxe, err := n.dhcp(ctx, net.IPv4(127, 0, 0, 1), false)
 	if !n.step(gen, StepDHCP, err, func(s *NodeState) {
@@ -41,7 +47,7 @@ func (n *Node) netboot(ctx context.Context, gen uint64) Phase {
 			s.IP = pxe.ip
 		}
 	}, "ip", pxe.ip, "file", pxe.bootFile) || err != nil {
-		return PhaseFailed
+		return PhaseFailed, nil
 	}
 	tftpAddr, err := n.tftpServer(pxe)
 	var size int64
@@ -49,7 +55,7 @@ func (n *Node) netboot(ctx context.Context, gen uint64) Phase {
 		size, err = fetchTFTP(ctx, tftpAddr, pxe.bootFile)
 	}
 	if !n.step(gen, StepTFTP, err, nil, "server", tftpAddr, "file", pxe.bootFile, "bytes", size) || err != nil {
-		return PhaseFailed
+		return PhaseFailed, nil
 	}
 
 	// iPXE: lease again from the leased address, fetch the script.
@@ -63,34 +69,34 @@ func (n *Node) netboot(ctx context.Context, gen uint64) Phase {
 			s.IP = ipxe.ip
 		}
 	}, "ip", ipxe.ip, "file", ipxe.bootFile) || err != nil {
-		return PhaseFailed
+		return PhaseFailed, nil
 	}
 	hc := newHTTPClient(bindIP(ipxe.ip))
 	defer hc.CloseIdleConnections()
 	script, err := n.fetchScript(ctx, hc, ipxe.bootFile)
 	if !n.step(gen, StepScript, err, nil, "url", ipxe.bootFile, "exit", script.exit, "kernel", script.kernel) || err != nil {
-		return PhaseFailed
+		return PhaseFailed, nil
 	}
 	if script.exit {
 		n.step(gen, StepLocalBoot, nil, nil, "reason", "script exit")
-		return PhaseLocal
+		return PhaseLocal, nil
 	}
 
 	// iPXE "boot": kernel and initrds, then the agent.
 	size, err = get(ctx, hc, script.kernel, io.Discard)
 	if !n.step(gen, StepKernel, err, nil, "url", script.kernel, "bytes", size) || err != nil {
-		return PhaseFailed
+		return PhaseFailed, nil
 	}
 	for _, u := range script.initrds {
 		size, err = get(ctx, hc, u, io.Discard)
 		if !n.step(gen, StepInitrd, err, nil, "url", u, "bytes", size) || err != nil {
-			return PhaseFailed
+			return PhaseFailed, nil
 		}
 	}
 	if identifyMode(script.args) {
-		return n.runIdentify(ctx, gen, hc, script.args)
+		return n.runIdentify(ctx, gen, hc, script.args), nil
 	}
-	return n.runAgent(ctx, gen, hc, script.args)
+	return n.runAgent(ctx, gen, hc, bindIP(ipxe.ip), script.args)
 }
 
 // maxScript bounds an iPXE script.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rackflow/rackflow/activities/bmc"
 	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/netboot/swarm"
 )
 
 // Tests run a real netboot.Service (DHCP, TFTP, HTTP on 127.0.0.1 free
@@ -84,6 +85,9 @@ type rig struct {
 	digest string // of every node's image
 	runs   map[string]string
 
+	tracker *swarm.Tracker // rigOpts.swarm
+	seeder  *swarm.Seeder
+
 	evMu   sync.Mutex
 	events []Event
 }
@@ -144,6 +148,25 @@ func startRig(t *testing.T, specs []NodeSpec, mode func(NodeSpec) netboot.Mode) 
 // startRigLevel is startRig with the services logging at level.
 func startRigLevel(t *testing.T, specs []NodeSpec, mode func(NodeSpec) netboot.Mode, level slog.Level) *rig {
 	t.Helper()
+	return startRigOpts(t, specs, rigOpts{mode: mode, level: level})
+}
+
+// rigOpts tune startRigOpts.
+type rigOpts struct {
+	mode  func(NodeSpec) netboot.Mode
+	level slog.Level
+	// swarm seeds every export from a real seeder, with the service's
+	// tracker, and gives the agents the swarm arguments; infoHash, when
+	// set, replaces the info hash a node's boot profile carries.
+	swarm    bool
+	seedFor  time.Duration
+	infoHash func(node, real string) string
+}
+
+// startRigOpts starts netboot and the rack as startRig does, with o.
+func startRigOpts(t *testing.T, specs []NodeSpec, o rigOpts) *rig {
+	t.Helper()
+	mode, level := o.mode, o.level
 	dir := t.TempDir()
 	tftpRoot, artifacts := filepath.Join(dir, "tftp"), filepath.Join(dir, "artifacts")
 	writeFile(t, filepath.Join(tftpRoot, "ipxe.efi"), randomBytes(t, 100_000))
@@ -159,11 +182,16 @@ func startRigLevel(t *testing.T, specs []NodeSpec, mode func(NodeSpec) netboot.M
 		res[s.MAC.String()] = netboot.Reservation{Node: s.Name, Rack: s.Rack,
 			IP: net.IPv4(127, 100, byte((i+1)>>8), byte((i+1)&0xff)), Mask: net.CIDRMask(8, 32)}
 	}
-	svc, err := netboot.New(netboot.Config{
+	cfg := netboot.Config{
 		DHCPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ServerIP: "127.0.0.1",
 		TFTPRoot: tftpRoot, ArtifactsDir: artifacts, StoreDir: filepath.Join(dir, "store"),
 		CheckInKey: testKey, Reservations: res, Signaler: g.sig, Logger: levelLogger(t, level),
-	})
+	}
+	if o.swarm {
+		g.tracker = swarm.NewTracker(time.Minute)
+		cfg.Tracker = g.tracker
+	}
+	svc, err := netboot.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +217,13 @@ func startRigLevel(t *testing.T, specs []NodeSpec, mode func(NodeSpec) netboot.M
 		t.Fatal("netboot not ready")
 	}
 	g.svc, g.base = svc, svc.HTTPBase()
+	if o.swarm {
+		g.seeder, err = swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: g.base + "/announce", Logger: levelLogger(t, level)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.seeder.Close() })
+	}
 
 	for _, s := range specs {
 		exp := filepath.Join(dir, "exports", s.Name)
@@ -203,6 +238,23 @@ func startRigLevel(t *testing.T, specs []NodeSpec, mode func(NodeSpec) netboot.M
 			CheckInURL: g.base + "/v1/checkin",
 			ImageURL:   g.base + "/exports/" + s.Name + "/image.raw",
 			Digest:     g.digest,
+		}
+		if o.swarm {
+			mi, err := g.seeder.Seed(context.Background(), s.Name, filepath.Join(exp, "image.raw"), g.digest, args.ImageURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := swarm.Encode(mi)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := svc.Store().PutTorrent(s.Name, data); err != nil {
+				t.Fatal(err)
+			}
+			args.TorrentURL, args.InfoHash, args.SeedFor = g.base+"/torrents/"+s.Name+".torrent", mi.HashInfoBytes().HexString(), o.seedFor
+			if o.infoHash != nil {
+				args.InfoHash = o.infoHash(s.Name, args.InfoHash)
+			}
 		}
 		p := netboot.Profile{MAC: s.MAC.String(), Node: s.Name, Rack: s.Rack, Mode: netboot.ModeInstall,
 			Kernel: "vmlinuz", Initrd: "initrd.img", Args: args.Encode()}

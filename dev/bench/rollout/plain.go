@@ -153,7 +153,8 @@ func (b *bench) provisionPlain(ctx context.Context, g *gate, node string) (p bre
 		return p, 0, err
 	}
 	run := newRunID()
-	install := workflows.SetBootInput{Node: node, Mode: workflows.BootInstall, ImageURL: export.URL, Digest: export.Digest, Run: run}
+	install := workflows.SetBootInput{Node: node, Mode: workflows.BootInstall, ImageURL: export.URL, Digest: export.Digest, Run: run,
+		TorrentURL: export.TorrentURL, InfoHash: export.InfoHash}
 	if err := timed(func() error { return b.acts.SetBoot(ctx, install) }); err != nil {
 		return p, 0, err
 	}

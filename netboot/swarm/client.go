@@ -1,0 +1,111 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/anacrolix/torrent"
+	"golang.org/x/time/rate"
+)
+
+// DialFunc dials like net.Dialer.DialContext.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// clientConfig is what seeders and leechers share.
+type clientConfig struct {
+	listen     string // "ip:port"; port 0 picks one
+	upload     int64  // bytes/s, 0 = unlimited
+	download   int64  // bytes/s, 0 = unlimited
+	dial       DialFunc
+	acceptOnly bool // never dial peers (a seeder)
+	log        *slog.Logger
+}
+
+// maxQueuedRequests is the library's cap on one peer's queued requests
+// (localClientReqq in anacrolix/torrent v1.59.1; more are rejected).
+const maxQueuedRequests = 1024
+
+// newClient starts an anacrolix client confined to the rack: TCP on
+// cfg.listen only, no DHT, PEX, WebTorrent, uTP or port mapping, peers
+// from trackers only.
+func newClient(cfg clientConfig) (*torrent.Client, error) {
+	host, portStr, err := net.SplitHostPort(cfg.listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", cfg.listen, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: bad port", cfg.listen)
+	}
+	ip := net.ParseIP(host)
+	if host != "" && ip == nil {
+		return nil, fmt.Errorf("listen address %q: host is not an IP address", cfg.listen)
+	}
+	if cfg.upload < 0 || cfg.download < 0 {
+		return nil, fmt.Errorf("negative rate limit (upload %d, download %d B/s)", cfg.upload, cfg.download)
+	}
+	c := torrent.NewDefaultClientConfig()
+	c.ListenHost = func(string) string { return host }
+	c.ListenPort = int(port)
+	switch {
+	case ip == nil:
+	case ip.To4() != nil:
+		c.DisableIPv6 = true
+	default:
+		c.DisableIPv4 = true
+	}
+	c.NoDHT = true
+	c.PeriodicallyAnnounceTorrentsToDht = false
+	c.DisablePEX = true
+	c.DisableWebtorrent = true
+	c.NoDefaultPortForwarding = true
+	c.DisableUTP = true
+	c.Seed = true
+	c.DefaultStorage = noStorage{}
+	c.HTTPUserAgent = "rackflow-swarm"
+	c.ExtendedHandshakeClientVersion = "rackflow"
+	c.Bep20 = "-RF0001-"
+	c.DialForPeerConns = !cfg.acceptOnly
+	// v1.59.1 serves a connection's requests one at a time, waiting for
+	// each one's share of this per-connection allowance in a random order
+	// while the allowance is held by requests queued ahead of it: once a
+	// peer pipelines more than the allowance (1 MiB by default: 64 chunks;
+	// anacrolix pipelines 250, aria2 more), the upload deadlocks after ~2
+	// MiB. An allowance covering the longest queue the library accepts
+	// (localClientReqq, 1024 requests of 16 KiB) grants every request at
+	// once. It bounds the piece data read ahead for one peer.
+	c.MaxAllocPeerRequestDataPerConn = maxQueuedRequests * 16 << 10
+	if cfg.dial != nil {
+		c.TrackerDialContext = cfg.dial
+		c.HTTPDialContext = cfg.dial
+	}
+	if cfg.upload > 0 {
+		c.UploadRateLimiter = rate.NewLimiter(rate.Limit(cfg.upload), 0)
+	}
+	if cfg.download > 0 {
+		c.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.download), 0)
+	}
+	log := cfg.log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c.Slogger = log
+	cl, err := torrent.NewClient(c)
+	if err != nil {
+		return nil, fmt.Errorf("start torrent client on %s: %w", cfg.listen, err)
+	}
+	return cl, nil
+}
+
+// listenAddr returns the client's TCP listen address.
+func listenAddr(cl *torrent.Client) string {
+	for _, a := range cl.ListenAddrs() {
+		if a.Network() == "tcp" || a.Network() == "tcp4" || a.Network() == "tcp6" {
+			return a.String()
+		}
+	}
+	return ""
+}
