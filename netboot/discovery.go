@@ -88,16 +88,13 @@ func (s *DiscoveryStore) Get(mac string) (Discovered, error) {
 	if err != nil {
 		return Discovered{}, fmt.Errorf("discovered: %w", err)
 	}
-	data, err := os.ReadFile(s.path(canon))
+	var d Discovered
+	err = readJSONFile(s.path(canon), &d)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Discovered{}, fmt.Errorf("%s: %w", canon, ErrNotDiscovered)
 	}
 	if err != nil {
 		return Discovered{}, fmt.Errorf("discovered %s: %w", canon, err)
-	}
-	var d Discovered
-	if err := json.Unmarshal(data, &d); err != nil {
-		return Discovered{}, fmt.Errorf("discovered %s: decode %s: %w", canon, s.path(canon), err)
 	}
 	return d, nil
 }

@@ -427,14 +427,24 @@ func (p *leasePool) bind(sub *Subnet, mac string, ip netip.Addr) (time.Time, err
 	return l.expires, p.maybeCompact()
 }
 
+// heldBy returns the lease of ip in sub if mac holds it (bound or
+// offered), else nil. p.mu must be held.
+func (p *leasePool) heldBy(sub *Subnet, mac string, ip netip.Addr) *lease {
+	l := p.byIP[ip]
+	if l == nil || l.mac != mac || l.subnet != sub.Name || (l.state != leaseBound && l.state != leaseOffered) {
+		return nil
+	}
+	return l
+}
+
 // release frees mac's lease on ip (DHCPRELEASE, RFC 2131 §4.4.6); the
 // address is remembered for the MAC. It reports whether there was such a
 // lease.
 func (p *leasePool) release(sub *Subnet, mac string, ip netip.Addr) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	l := p.byIP[ip]
-	if l == nil || l.mac != mac || l.subnet != sub.Name || (l.state != leaseBound && l.state != leaseOffered) {
+	l := p.heldBy(sub, mac, ip)
+	if l == nil {
 		return false, nil
 	}
 	now := p.now()
@@ -451,8 +461,8 @@ func (p *leasePool) release(sub *Subnet, mac string, ip netip.Addr) (bool, error
 func (p *leasePool) decline(sub *Subnet, mac string, ip netip.Addr) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	l := p.byIP[ip]
-	if l == nil || l.mac != mac || l.subnet != sub.Name || (l.state != leaseBound && l.state != leaseOffered) {
+	l := p.heldBy(sub, mac, ip)
+	if l == nil {
 		return false, nil
 	}
 	now := p.now()

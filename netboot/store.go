@@ -107,18 +107,28 @@ func (s *Store) Get(mac string) (Profile, error) {
 	if err != nil {
 		return Profile{}, fmt.Errorf("get profile: %w", err)
 	}
-	data, err := os.ReadFile(s.profilePath(canon))
+	var p Profile
+	err = readJSONFile(s.profilePath(canon), &p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Profile{}, fmt.Errorf("get profile %s: %w", canon, ErrNoProfile)
 	}
 	if err != nil {
 		return Profile{}, fmt.Errorf("get profile %s: %w", canon, err)
 	}
-	var p Profile
-	if err := json.Unmarshal(data, &p); err != nil {
-		return Profile{}, fmt.Errorf("get profile %s: decode: %w", canon, err)
-	}
 	return p, nil
+}
+
+// readJSONFile decodes the JSON file at path into v. A missing file is an
+// error wrapping fs.ErrNotExist; one that does not decode names path.
+func readJSONFile(path string, v any) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
 }
 
 // Delete removes the profile for mac; deleting a missing profile is not an
