@@ -108,13 +108,10 @@ func runDHCPLoad(ctx context.Context, n *testNet, macs, concurrency int, stderr 
 // runRoleOnce runs role to completion in namespace ns and returns its
 // stdout.
 func runRoleOnce(ctx context.Context, ns, role string, stderr io.Writer, args ...string) ([]byte, error) {
-	self, err := os.Executable()
+	cmd, err := roleCmd(ctx, ns, role, stderr, args...)
 	if err != nil {
 		return nil, err
 	}
-	cmd := cmdIn(ctx, ns, self, args...)
-	cmd.Env = append(os.Environ(), roleEnv+"="+role)
-	cmd.Stderr = stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return out, fmt.Errorf("%s: %w", role, err)

@@ -126,9 +126,9 @@ type roleProcess struct {
 	waited chan error
 }
 
-// startRole starts role with args in namespace ns, its stderr to stderr,
-// and waits up to 30 s for its ready line; stop ends it.
-func startRole(ctx context.Context, ns, role string, stderr io.Writer, args ...string) (*roleProcess, error) {
+// roleCmd is this benchmark's own executable run as role with args in
+// namespace ns, its stderr to stderr.
+func roleCmd(ctx context.Context, ns, role string, stderr io.Writer, args ...string) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -136,6 +136,16 @@ func startRole(ctx context.Context, ns, role string, stderr io.Writer, args ...s
 	cmd := cmdIn(ctx, ns, self, args...)
 	cmd.Env = append(os.Environ(), roleEnv+"="+role)
 	cmd.Stderr = stderr
+	return cmd, nil
+}
+
+// startRole starts role with args in namespace ns, its stderr to stderr,
+// and waits up to 30 s for its ready line; stop ends it.
+func startRole(ctx context.Context, ns, role string, stderr io.Writer, args ...string) (*roleProcess, error) {
+	cmd, err := roleCmd(ctx, ns, role, stderr, args...)
+	if err != nil {
+		return nil, err
+	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
