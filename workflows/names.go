@@ -47,6 +47,9 @@ const (
 	ActivityDestroyRoot = "DestroyRoot"
 	ActivityExport      = "Export"
 	ActivityUnexport    = "Unexport"
+	// ActivityEndSeeding withdraws the .torrents of a rollout's nodes
+	// when the rack's share ends (rack queue; []string nodes).
+	ActivityEndSeeding = "EndSeeding"
 	ActivitySetBoot     = "SetBoot"
 	ActivityPowerCycle  = "PowerCycle"
 	ActivityPowerOff    = "PowerOff"
