@@ -50,9 +50,9 @@ const (
 	// ActivityEndSeeding withdraws the .torrents of a rollout's nodes
 	// when the rack's share ends (rack queue; []string nodes).
 	ActivityEndSeeding = "EndSeeding"
-	ActivitySetBoot     = "SetBoot"
-	ActivityPowerCycle  = "PowerCycle"
-	ActivityPowerOff    = "PowerOff"
+	ActivitySetBoot    = "SetBoot"
+	ActivityPowerCycle = "PowerCycle"
+	ActivityPowerOff   = "PowerOff"
 	// ActivityRequestDrain asks the inventory's webhook to drain a node
 	// (global queue).
 	ActivityRequestDrain = "RequestDrain"
