@@ -312,6 +312,10 @@ func (a *Activities) withBMC(ctx context.Context, node string, fn func(inventory
 	if err != nil {
 		return err
 	}
+	if !n.HasBMC() {
+		msg := fmt.Sprintf("node %s has no BMC in %s (recorded by USB identify): add its bmc entry (rackflow enrol, or edit the inventory)", n.Name, a.Inventory.File())
+		return temporal.NewNonRetryableApplicationError(msg, workflows.ErrBMCDriver, nil)
+	}
 	cred, err := a.Inventory.Credential(n)
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrBMCAuth, err)

@@ -103,7 +103,7 @@ type Node struct {
 	Slot int      `yaml:"slot"` // 1-based position in the rack
 	MACs []string `yaml:"macs"` // canonical lower-case colon form after loading
 	IP   string   `yaml:"ip"`   // production address, reserved by DHCP
-	BMC  BMC      `yaml:"bmc"`
+	BMC  BMC      `yaml:"bmc,omitempty"` // absent: no BMC (HasBMC)
 
 	// BootFiles overrides the netboot service's boot file for the client
 	// architectures it names: keys as netboot.ParseArch (bios, efi-x86_64,
@@ -111,6 +111,12 @@ type Node struct {
 	// file names (netboot.ValidBootFile).
 	BootFiles map[string]string `yaml:"boot_files,omitempty"`
 }
+
+// HasBMC reports whether the node has a BMC entry. A node without one (its
+// bmc field absent, as USB identify records a machine rackflow did not
+// know) is served by DHCP and netboot but cannot be powered by rackflow:
+// its BMC is added later (rackflow enrol, or by editing the inventory).
+func (n Node) HasBMC() bool { return n.BMC != (BMC{}) }
 
 // BMC says how to reach a node's baseboard management controller.
 type BMC struct {
@@ -288,6 +294,9 @@ func (inv *Inventory) validate(root *yaml.Node) error {
 			} else if err := netboot.ValidBootFile(n.BootFiles[key]); err != nil {
 				bad(err.Error(), "nodes", i, "boot_files", key)
 			}
+		}
+		if !n.HasBMC() {
+			continue // recorded by USB identify without a BMC: not powered by rackflow until one is added
 		}
 		if !slices.Contains(Drivers, n.BMC.Driver) {
 			bad(fmt.Sprintf("unknown driver %q (want one of %s)", n.BMC.Driver, strings.Join(Drivers, ", ")), "nodes", i, "bmc", "driver")
