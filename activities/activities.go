@@ -37,6 +37,8 @@ type ImageStore interface {
 // netboot service.
 type BootStore interface {
 	Put(p netboot.Profile) error
+	PutRackProfile(rack string, p netboot.Profile) error
+	DeleteRackProfile(rack string) error
 	Export(node, dir string) error
 	Unexport(node string) error
 }
@@ -239,12 +241,11 @@ func (a *Activities) SetBoot(ctx context.Context, in workflows.SetBootInput) err
 	switch in.Mode {
 	case workflows.BootLocal:
 	case workflows.BootIdentify:
-		args := netboot.IdentifyArgs{URL: a.HTTPBase + "/v1/identify", Scope: in.Scope, Token: netboot.MintIdentifyToken(a.CheckInKey, in.Scope)}
-		if err := args.Validate(); err != nil {
+		id, err := a.identifyProfile(in.Scope)
+		if err != nil {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("identify boot profile of %s: %v", n.Name, err), workflows.ErrInvalidName, err)
 		}
-		p.Mode, p.Kernel, p.Initrd = netboot.ModeInstall, a.Kernel, a.Initrd
-		p.Args = append(append([]string{}, a.KernelArgs...), args.Encode()...)
+		p.Mode, p.Kernel, p.Initrd, p.Args = id.Mode, id.Kernel, id.Initrd, id.Args
 	case workflows.BootInstall:
 		p.Mode, p.Kernel, p.Initrd = netboot.ModeInstall, a.Kernel, a.Initrd
 		p.Args = append(append([]string{}, a.KernelArgs...), netboot.AgentArgs{

@@ -13,6 +13,8 @@ var (
 	ErrMACTaken = errors.New("MAC belongs to another node")
 	// ErrNameTaken: the name is already a node with other MACs.
 	ErrNameTaken = errors.New("node name already used")
+	// ErrInvalidNode: the node does not have exactly one valid MAC.
+	ErrInvalidNode = errors.New("invalid identified node")
 )
 
 // RecordIdentified records a node identified by USB identify (Purdue
@@ -27,6 +29,7 @@ var (
 //   - The MAC is another node's: an error wrapping ErrMACTaken.
 //   - The name is another node's (other MACs): an error wrapping
 //     ErrNameTaken.
+//   - Not exactly one valid MAC: an error wrapping ErrInvalidNode.
 //   - Otherwise n is appended (AddNode: validated, the file replaced
 //     atomically); a validation error (unknown rack, address outside the
 //     rack's subnet or another node's) names the field.
@@ -34,11 +37,11 @@ var (
 // On any error the file is untouched.
 func RecordIdentified(path string, n Node) (inv *Inventory, changed bool, err error) {
 	if len(n.MACs) != 1 {
-		return nil, false, fmt.Errorf("record identified node %s: want one MAC, got %d", n.Name, len(n.MACs))
+		return nil, false, fmt.Errorf("record identified node %s: want one MAC, got %d: %w", n.Name, len(n.MACs), ErrInvalidNode)
 	}
 	hw, err := net.ParseMAC(n.MACs[0])
 	if err != nil || len(hw) != 6 {
-		return nil, false, fmt.Errorf("record identified node %s: %q is not an Ethernet MAC address", n.Name, n.MACs[0])
+		return nil, false, fmt.Errorf("record identified node %s: %q is not an Ethernet MAC address: %w", n.Name, n.MACs[0], ErrInvalidNode)
 	}
 	n.MACs = []string{hw.String()}
 	cur, err := Load(path)

@@ -100,9 +100,9 @@ type Netboot struct {
 type Node struct {
 	Name string   `yaml:"name"`
 	Rack string   `yaml:"rack"`
-	Slot int      `yaml:"slot"` // 1-based position in the rack
-	MACs []string `yaml:"macs"` // canonical lower-case colon form after loading
-	IP   string   `yaml:"ip"`   // production address, reserved by DHCP
+	Slot int      `yaml:"slot"`          // 1-based position in the rack
+	MACs []string `yaml:"macs"`          // canonical lower-case colon form after loading
+	IP   string   `yaml:"ip"`            // production address, reserved by DHCP
 	BMC  BMC      `yaml:"bmc,omitempty"` // absent: no BMC (HasBMC)
 
 	// BootFiles overrides the netboot service's boot file for the client
