@@ -232,7 +232,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		Subnets: subnets, DHCPStateDir: filepath.Join(o.StateDir, "dhcp"),
 		DHCPAddr: o.DHCPAddr, TFTPAddr: o.TFTPAddr, HTTPAddr: o.HTTPAddr, ServerIP: "127.0.0.1",
 		TFTPRoot: tftpRoot, ArtifactsDir: artifacts, StoreDir: filepath.Join(o.StateDir, "netboot"),
-		CheckInKey: key, Reservations: env.Inventory, Signaler: env.Client, Identifier: env.Client, Logger: log,
+		CheckInKey: key, Reservations: inventory.NewReloading(env.Inventory, log), Signaler: env.Client, Identifier: env.Client, Logger: log,
 	}
 	if env.QEMU != nil {
 		nbc.ServerIP = qemurig.ServerIP

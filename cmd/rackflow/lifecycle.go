@@ -94,6 +94,8 @@ func identifyCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "plan", Usage: "address plan file"},
 					&cli.IntFlag{Name: "first-slot", Value: 1, Usage: "slot of the first entry without one"},
+					&cli.StringFlag{Name: "rack", Usage: "inventory rack being identified: while it runs, the rack's unknown machines " +
+						"(netboot unknown: enrol) boot the identify agent, and each confirmed machine is recorded in the inventory (MAC → node, no BMC)"},
 				},
 				Before: func(c *cli.Context) error { return requireFlags(c, "plan") },
 				Action: func(c *cli.Context) error {
@@ -105,7 +107,7 @@ func identifyCommand() *cli.Command {
 					if err != nil {
 						return badUsage(c, "%v", err)
 					}
-					in, err := workflows.ValidateIdentifyInput(workflows.IdentifyInput{Scope: scope, FirstSlot: c.Int("first-slot"), Plan: plan})
+					in, err := workflows.ValidateIdentifyInput(workflows.IdentifyInput{Scope: scope, Rack: c.String("rack"), FirstSlot: c.Int("first-slot"), Plan: plan})
 					if err != nil {
 						return badUsage(c, "%v", err)
 					}

@@ -194,7 +194,7 @@ func netbootCommand() *cli.Command {
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
 				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"), IPXEDir: c.String("ipxe-dir"),
 				ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
-				CheckInKey: key, Reservations: newReloadingReservations(inv, log), Signaler: cl, Identifier: cl, Logger: log,
+				CheckInKey: key, Reservations: inventory.NewReloading(inv, log), Signaler: cl, Identifier: cl, Logger: log,
 			})
 			if err != nil {
 				return err
