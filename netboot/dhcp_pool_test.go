@@ -215,7 +215,7 @@ func TestDHCPUnknownMACPolicy(t *testing.T) {
 			t.Fatalf("discovery record %+v", d)
 		}
 		script := httpGet(t, env.svc.HTTPBase()+"/discover/"+strings.ToUpper(mac)+".ipxe", 200)
-		if !strings.HasPrefix(script, "#!ipxe\n") || !strings.Contains(script, "chain --replace --autofree "+env.svc.HTTPBase()+"/boot/"+mac+".ipxe") {
+		if !strings.HasPrefix(script, "#!ipxe\n") || !strings.Contains(script, "chain --replace --autofree "+env.svc.HTTPBase()+"/discover/"+mac+".ipxe") {
 			t.Fatalf("discovery script:\n%s", script)
 		}
 		httpGet(t, env.svc.HTTPBase()+"/discover/not-a-mac.ipxe", 400)
@@ -243,8 +243,25 @@ func TestDHCPUnknownMACPolicy(t *testing.T) {
 		if err := env.svc.Store().DeleteRackProfile("r01"); err != nil {
 			t.Fatal(err)
 		}
-		if script := httpGet(t, o.BootFileName, 200); !strings.Contains(script, "chain --replace --autofree "+env.svc.HTTPBase()+"/boot/"+mac+".ipxe") {
+		if script := httpGet(t, o.BootFileName, 200); !strings.Contains(script, "chain --replace --autofree "+env.svc.HTTPBase()+"/discover/"+mac+".ipxe") {
 			t.Fatalf("after the rack profile is removed:\n%s", script)
+		}
+		// Adopted (its own profile): the retried script boots it, before
+		// any rack profile.
+		if err := env.svc.Store().PutRackProfile("r01", Profile{Mode: ModeInstall, Kernel: "vmlinuz", Args: args.Encode()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.svc.Store().Put(Profile{MAC: mac, Node: "r01n07", Mode: ModeLocal}); err != nil {
+			t.Fatal(err)
+		}
+		if script := httpGet(t, o.BootFileName, 200); script != "#!ipxe\nexit\n" {
+			t.Fatalf("with the MAC's own (local) profile:\n%s", script)
+		}
+		if err := env.svc.Store().Delete(mac); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.svc.Store().DeleteRackProfile("r01"); err != nil {
+			t.Fatal(err)
 		}
 		// Another rack's profile is not served to r01's machines.
 		if err := env.svc.Store().PutRackProfile("r02", Profile{Mode: ModeInstall, Kernel: "vmlinuz", Args: args.Encode()}); err != nil {

@@ -8,14 +8,21 @@ import (
 )
 
 // discoveryScript serves GET /discover/<mac>.ipxe, the iPXE script the DHCP
-// server chains an unknown MAC's iPXE to under the UnknownEnrol policy.
-// When the discovery store records the MAC in a rack that has a discovery
-// profile (Store.PutRackProfile: an identification of the rack is
-// running), it is that profile's script with the MAC filled in — the
-// identify agent. Otherwise it says on the console that the machine is
-// recorded for enrolment, then retries the MAC's own script
-// (/boot/<mac>.ipxe) every 30 s, so the machine boots its profile as soon
-// as it is adopted (rackflow enrol) and given one. 400 for a bad MAC.
+// server chains an unknown MAC's iPXE to under the UnknownEnrol policy, and
+// that the script itself retries:
+//
+//   - the MAC has its own boot profile (it was adopted: rackflow enrol, or
+//     identified): that profile's script, as /boot/<mac>.ipxe;
+//   - the discovery store records the MAC in a rack that has a discovery
+//     profile (Store.PutRackProfile: an identification of the rack is
+//     running): that profile's script with the MAC filled in — the
+//     identify agent;
+//   - otherwise: it says on the console that the machine is recorded for
+//     enrolment, then fetches this script again every 30 s, so a machine
+//     already waiting boots its profile, or the identify agent, as soon as
+//     there is one.
+//
+// 400 for a bad MAC.
 func (h *httpServer) discoveryScript(w http.ResponseWriter, r *http.Request) {
 	raw, ok := strings.CutSuffix(r.PathValue("file"), ".ipxe")
 	if !ok {
@@ -28,7 +35,14 @@ func (h *httpServer) discoveryScript(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	script := renderDiscoveryScript(mac, h.base())
-	if p, rack, ok := h.rackProfile(mac); ok {
+	if p, err := h.store.Get(mac); err == nil {
+		script = renderScript(p, h.base())
+		h.log.Info("http: served the MAC's own profile for discovery", "mac", mac, "node", p.Node, "mode", string(p.Mode), "remote", r.RemoteAddr)
+	} else if !errors.Is(err, ErrNoProfile) {
+		h.log.Error("http: read boot profile", "mac", mac, "err", err)
+		http.Error(w, "cannot read boot profile", http.StatusInternalServerError)
+		return
+	} else if p, rack, ok := h.rackProfile(mac); ok {
 		p.MAC = mac
 		script = renderScript(p, h.base())
 		h.log.Info("http: served the rack's discovery profile", "mac", mac, "rack", rack, "mode", string(p.Mode), "remote", r.RemoteAddr)
@@ -72,5 +86,5 @@ func renderDiscoveryScript(mac, base string) string {
 		"echo rackflow: an operator adopts it with: rackflow enrol " + mac + " --node NAME\n" +
 		":retry\n" +
 		"sleep 30\n" +
-		"chain --replace --autofree " + base + "/boot/" + mac + ".ipxe || goto retry\n"
+		"chain --replace --autofree " + base + "/discover/" + mac + ".ipxe || goto retry\n"
 }
