@@ -171,13 +171,20 @@ func identifyCommand() *cli.Command {
 
 func printIdentifyStatus(c *cli.Context, st workflows.IdentifyStatus) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tNAME\tIP\tMAC\tCONFIRMED")
+	fmt.Fprintln(tw, "SLOT\tNAME\tIP\tMAC\tCONFIRMED\tINVENTORY")
 	for _, a := range st.Assignments {
 		confirmed := "-"
 		if !a.Confirmed.IsZero() {
 			confirmed = "from " + a.ConfirmedFrom
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", a.Slot, a.Name, a.IP, a.MAC, confirmed)
+		recorded := "-" // no --rack, or not confirmed yet
+		switch {
+		case a.RecordError != "":
+			recorded = "not recorded: " + a.RecordError
+		case a.Recorded:
+			recorded = "recorded"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Slot, a.Name, a.IP, a.MAC, confirmed, recorded)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
