@@ -2,13 +2,16 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
 )
 
 // rackSteps registers the rack activities of Identify, recording their
@@ -94,5 +97,33 @@ func TestIdentifyRackStepsCancelled(t *testing.T) {
 func TestIdentifyRackInvalid(t *testing.T) {
 	if _, err := ValidateIdentifyInput(IdentifyInput{Scope: "r01", Rack: "R 01", Plan: planOf(1)}); err == nil || !strings.Contains(err.Error(), "invalid rack") {
 		t.Fatalf("bad rack: %v", err)
+	}
+}
+
+// TestIdentifyRackStepsAcrossContinueAsNew: the discovery profile stays
+// while the identification continues as new, and the rack travels on.
+func TestIdentifyRackStepsAcrossContinueAsNew(t *testing.T) {
+	old := identifyUpdatesPerRun
+	identifyUpdatesPerRun = 1
+	defer func() { identifyUpdatesPerRun = old }()
+
+	r := newIdentifyRig(t)
+	var calls []string
+	r.rackSteps(&calls, nil)
+	r.identify(1*time.Minute, "a", mac(1))
+	r.env.ExecuteWorkflow(Identify, IdentifyInput{Scope: "s1", Rack: "r01", Plan: planOf(3)})
+	var can *workflow.ContinueAsNewError
+	if err := r.env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	var next IdentifyInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Rack != "r01" || next.State == nil || next.State.Rack != "r01" {
+		t.Fatalf("the rack did not travel: %+v", next)
+	}
+	if !slices.Equal(calls, []string{"profile r01 s1"}) {
+		t.Fatalf("first run's rack activities: %v (want the profile kept)", calls)
 	}
 }
