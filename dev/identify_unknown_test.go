@@ -147,6 +147,7 @@ func TestIdentifyUnknownMachines(t *testing.T) {
 	if _, err := env.Client.WaitIdentify(ctx, scope); err != nil {
 		t.Fatal(err)
 	}
+	saveHistory(t, env, workflows.IdentifyWorkflowID(scope), "identify-rack-recorded.json")
 	if _, err := os.Stat(profile); !os.IsNotExist(err) {
 		t.Fatalf("the discovery profile is still there after the end: %v", err)
 	}
