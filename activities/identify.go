@@ -30,9 +30,10 @@ func (a *Activities) identifyProfile(scope string) (netboot.Profile, error) {
 // unknown rack is a non-retryable UnknownRack error, an invalid scope an
 // InvalidName error.
 func (a *Activities) SetDiscoveryBoot(ctx context.Context, in workflows.DiscoveryBootInput) error {
-	r, ok := a.Inventory.Rack(in.Rack)
+	inv := a.inv()
+	r, ok := inv.Rack(in.Rack)
 	if !ok {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown rack %q in %s", in.Rack, a.Inventory.File()), workflows.ErrUnknownRack, nil)
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown rack %q in %s", in.Rack, inv.File()), workflows.ErrUnknownRack, nil)
 	}
 	if in.Remove {
 		if err := a.Boot.DeleteRackProfile(r.Name); err != nil {
@@ -65,8 +66,8 @@ func (a *Activities) SetDiscoveryBoot(ctx context.Context, in workflows.Discover
 // rack, address outside the rack's subnet) an InvalidName error; the file
 // is then untouched. Repeating it is harmless.
 //
-// The worker's own inventory is not reloaded: operations on the new node
-// (provision) need the workers restarted, and its BMC added.
+// Operations on the new node find it once the worker's inventory is
+// reloaded (Activities.Current); powering it needs its BMC added.
 func (a *Activities) RecordIdentified(ctx context.Context, in workflows.RecordIdentifiedInput) (workflows.RecordIdentifiedResult, error) {
 	as := in.Assignment
 	ip := as.IP
@@ -74,7 +75,7 @@ func (a *Activities) RecordIdentified(ctx context.Context, in workflows.RecordId
 		ip = p.Addr().String()
 	}
 	n := inventory.Node{Name: as.Name, Rack: in.Rack, Slot: as.Slot, MACs: []string{as.MAC}, IP: ip}
-	inv, changed, err := inventory.RecordIdentified(a.Inventory.File(), n)
+	inv, changed, err := inventory.RecordIdentified(a.inv().File(), n)
 	switch {
 	case errors.Is(err, inventory.ErrMACTaken), errors.Is(err, inventory.ErrNameTaken):
 		return workflows.RecordIdentifiedResult{}, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrInventoryConflict, err)

@@ -38,7 +38,9 @@ func NewReloading(inv *Inventory, log *slog.Logger) *Reloading {
 	return r
 }
 
-func (r *Reloading) current() *Inventory {
+// Current returns the inventory, reloaded first when the file changed
+// (checked at most every 2 s).
+func (r *Reloading) Current() *Inventory {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if time.Since(r.checked) < reloadCheck {
@@ -62,8 +64,8 @@ func (r *Reloading) current() *Inventory {
 
 // Reservation implements netboot.Reservations.
 func (r *Reloading) Reservation(mac net.HardwareAddr) (netboot.Reservation, bool) {
-	return r.current().Reservation(mac)
+	return r.Current().Reservation(mac)
 }
 
 // ReservedIP implements netboot.Reservations.
-func (r *Reloading) ReservedIP(ip net.IP) bool { return r.current().ReservedIP(ip) }
+func (r *Reloading) ReservedIP(ip net.IP) bool { return r.Current().ReservedIP(ip) }

@@ -97,7 +97,8 @@ func workerCommand() *cli.Command {
 			}
 			defer cl.Close()
 			acts := &activities.Activities{
-				Inventory: inv, Permits: cl, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
+				Inventory: inv, Current: inventory.NewReloading(inv, log).Current,
+				Permits: cl, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
 				HTTPBase: c.String("http-base"), CheckInKey: key, Kernel: c.String("kernel"), Initrd: c.String("initrd"),
 				KernelArgs: c.StringSlice("kernel-arg"), Ownership: owners, Log: log,
 			}
