@@ -60,8 +60,8 @@ func TestIdentifyUnknownMachines(t *testing.T) {
 	// Two machines rackflow does not know, on the same network: their own
 	// BMC emulators, which the operator (the test) powers on.
 	unknown := []vrack.NodeSpec{
-		{Name: "new1", Rack: "r01", MAC: net.HardwareAddr{0x02, 0x52, 0x46, 0x0f, 0, 1}, BMCAddr: "127.77.0.1:" + itoa(freePort(t)), Username: "admin", Password: "pw"},
-		{Name: "new2", Rack: "r01", MAC: net.HardwareAddr{0x02, 0x52, 0x46, 0x0f, 0, 2}, BMCAddr: "127.77.0.2:" + itoa(freePort(t)), Username: "admin", Password: "pw"},
+		{Name: "new1", Rack: "r01", MAC: net.HardwareAddr{0x02, 0x52, 0x46, 0x0f, 0, 1}, BMCAddr: "127.77.0.1:" + itoa(freePort(t)), Username: "admin", Password: inventory.VirtualRackPassword},
+		{Name: "new2", Rack: "r01", MAC: net.HardwareAddr{0x02, 0x52, 0x46, 0x0f, 0, 2}, BMCAddr: "127.77.0.2:" + itoa(freePort(t)), Username: "admin", Password: inventory.VirtualRackPassword},
 	}
 	newRack, err := vrack.Start(ctx, vrack.Config{DHCPServer: env.Netboot.DHCPAddr(), TFTPServer: env.Netboot.TFTPAddr(),
 		USBDir: usbDir(state), Logger: slog.New(slog.DiscardHandler)}, unknown)
@@ -160,6 +160,42 @@ func TestIdentifyUnknownMachines(t *testing.T) {
 		t.Fatalf("new1 did not lease its production address 127.101.0.2: %v (state %+v)", err, node.State())
 	}
 	t.Logf("new1 leased %v after its identification", st.IP)
+
+	// A provision finds the recorded node (the workers' inventory is
+	// reloaded too) and stops at its missing BMC; once the operator adds
+	// it, the node provisions.
+	provision := func() (workflows.ProvisionResult, error) {
+		run, err := env.Client.Provision(ctx, workflows.ProvisionInput{Node: "r01n02", Image: DemoImage, Version: "v1", CheckInTimeout: time.Minute})
+		if err != nil {
+			return workflows.ProvisionResult{}, err
+		}
+		return env.Client.WaitProvision(ctx, run)
+	}
+	if _, err := provision(); err == nil || !strings.Contains(err.Error(), "has no BMC") {
+		t.Fatalf("provision of the recorded node without a BMC: %v, want the no-BMC error", err)
+	}
+	inv, err = inventory.Load(invPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range inv.Nodes {
+		if inv.Nodes[i].Name == "r01n02" {
+			inv.Nodes[i].BMC = inventory.BMC{Driver: "redfish", Address: unknown[0].BMCAddr}
+		}
+	}
+	edited, err := inv.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(invPath, edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	res, err := provision()
+	if err != nil {
+		t.Fatalf("provision of the recorded node with its BMC: %v (events %v)", err, node.Events())
+	}
+	t.Logf("r01n02 provisioned: %+v", res)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
