@@ -17,7 +17,7 @@
 //	    slot: 1
 //	    macs: ["02:52:46:01:00:01"]
 //	    ip: 10.0.0.11
-//	    bmc: {driver: redfish, address: 10.0.1.11:443}   # credentials: override
+//	    bmc: {driver: redfish, address: 10.0.1.11:443}   # credentials: override; absent: no BMC (USB identify)
 //	    boot_files: {efi-x86_64: snponly.efi}           # optional, by DHCP option 93 architecture
 //
 // Credentials are referenced by name and inherited rack → node unless the node
