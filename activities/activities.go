@@ -40,6 +40,8 @@ type ImageStore interface {
 // netboot service.
 type BootStore interface {
 	Put(p netboot.Profile) error
+	PutRackProfile(rack string, p netboot.Profile) error
+	DeleteRackProfile(rack string) error
 	Export(node, dir string) error
 	Unexport(node string) error // also removes the node's .torrent
 	PutTorrent(node string, data []byte) error
@@ -90,10 +92,15 @@ type PermitRequester interface {
 // workflows.Activity* names.
 type Activities struct {
 	Inventory *inventory.Inventory
-	Permits   PermitRequester
-	Images    ImageStore
-	Boot      BootStore
-	DialBMC   DialBMC
+	// Current, when set, returns the inventory as reloaded from its file
+	// (inventory.Reloading.Current), so nodes added by rackflow enrol or
+	// recorded by USB identify are found without a restart; nil →
+	// Inventory.
+	Current func() *inventory.Inventory
+	Permits PermitRequester
+	Images  ImageStore
+	Boot    BootStore
+	DialBMC DialBMC
 	// Ownership is the ownership directory CheckOwner and ClearOwner ask;
 	// nil when the worker has none (they then fail OwnershipNotConfigured).
 	Ownership Ownership
@@ -117,13 +124,22 @@ type Activities struct {
 	Log            *slog.Logger
 }
 
+// inv is the inventory an activity works with (one snapshot per call).
+func (a *Activities) inv() *inventory.Inventory {
+	if a.Current != nil {
+		return a.Current()
+	}
+	return a.Inventory
+}
+
 // LookupNode returns what the inventory says of node.
 func (a *Activities) LookupNode(ctx context.Context, node string) (workflows.NodeInfo, error) {
-	n, err := a.node(node)
+	inv := a.inv()
+	n, err := nodeOf(inv, node)
 	if err != nil {
 		return workflows.NodeInfo{}, err
 	}
-	r, _ := a.Inventory.Rack(n.Rack)
+	r, _ := inv.Rack(n.Rack)
 	return workflows.NodeInfo{Name: n.Name, Rack: n.Rack, Slot: n.Slot, MACs: n.MACs, IP: n.IP, Limits: rackLimits(r)}, nil
 }
 
@@ -131,23 +147,24 @@ func (a *Activities) LookupNode(ctx context.Context, node string) (workflows.Nod
 // inventory order and nodes in slot order; unknown racks or nodes are a
 // non-retryable error naming them.
 func (a *Activities) ResolveNodes(ctx context.Context, s workflows.Selector) ([]workflows.RackNodes, error) {
+	inv := a.inv()
 	want := map[string]bool{}
 	for _, r := range s.Racks {
-		if _, ok := a.Inventory.Rack(r); !ok {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown rack %q in %s", r, a.Inventory.File()), workflows.ErrUnknownRack, nil)
+		if _, ok := inv.Rack(r); !ok {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown rack %q in %s", r, inv.File()), workflows.ErrUnknownRack, nil)
 		}
 	}
 	for _, n := range s.Nodes {
-		if _, err := a.node(n); err != nil {
+		if _, err := nodeOf(inv, n); err != nil {
 			return nil, err
 		}
 		want[n] = true
 	}
 	var out []workflows.RackNodes
-	for _, r := range a.Inventory.Racks {
+	for _, r := range inv.Racks {
 		whole := slices.Contains(s.Racks, r.Name)
 		var nodes []inventory.Node
-		for _, n := range a.Inventory.Nodes {
+		for _, n := range inv.Nodes {
 			if n.Rack == r.Name && (whole || want[n.Name]) {
 				nodes = append(nodes, n)
 			}
@@ -181,8 +198,12 @@ func (a *Activities) RequestPermit(ctx context.Context, rack string, req workflo
 	return nil
 }
 
-func (a *Activities) node(name string) (inventory.Node, error) {
-	n, err := a.Inventory.Node(name)
+func (a *Activities) node(name string) (inventory.Node, error) { return nodeOf(a.inv(), name) }
+
+// nodeOf looks name up in inv; an unknown node is a non-retryable
+// UnknownNode error.
+func nodeOf(inv *inventory.Inventory, name string) (inventory.Node, error) {
+	n, err := inv.Node(name)
 	if err != nil {
 		return n, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrUnknownNode, err)
 	}
@@ -339,12 +360,11 @@ func (a *Activities) SetBoot(ctx context.Context, in workflows.SetBootInput) err
 	switch in.Mode {
 	case workflows.BootLocal:
 	case workflows.BootIdentify:
-		args := netboot.IdentifyArgs{URL: a.HTTPBase + "/v1/identify", Scope: in.Scope, Token: netboot.MintIdentifyToken(a.CheckInKey, in.Scope)}
-		if err := args.Validate(); err != nil {
+		id, err := a.identifyProfile(in.Scope)
+		if err != nil {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("identify boot profile of %s: %v", n.Name, err), workflows.ErrInvalidName, err)
 		}
-		p.Mode, p.Kernel, p.Initrd = netboot.ModeInstall, a.Kernel, a.Initrd
-		p.Args = append(append([]string{}, a.KernelArgs...), args.Encode()...)
+		p.Mode, p.Kernel, p.Initrd, p.Args = id.Mode, id.Kernel, id.Initrd, id.Args
 	case workflows.BootInstall:
 		p.Mode, p.Kernel, p.Initrd = netboot.ModeInstall, a.Kernel, a.Initrd
 		p.Args = append(append([]string{}, a.KernelArgs...), netboot.AgentArgs{
@@ -412,11 +432,16 @@ func (a *Activities) PowerOff(ctx context.Context, node string) error {
 // withBMC runs fn with a session on node's BMC, closed afterwards. Missing
 // credentials and the errors bmcError maps are non-retryable.
 func (a *Activities) withBMC(ctx context.Context, node string, fn func(inventory.Node, BMC) error) error {
-	n, err := a.node(node)
+	inv := a.inv()
+	n, err := nodeOf(inv, node)
 	if err != nil {
 		return err
 	}
-	cred, err := a.Inventory.Credential(n)
+	if !n.HasBMC() {
+		msg := fmt.Sprintf("node %s has no BMC in %s (recorded by USB identify): add its bmc entry to the inventory", n.Name, inv.File())
+		return temporal.NewNonRetryableApplicationError(msg, workflows.ErrBMCDriver, nil)
+	}
+	cred, err := inv.Credential(n)
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrBMCAuth, err)
 	}

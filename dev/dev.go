@@ -248,11 +248,12 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if err != nil {
 		return env, err
 	}
+	reloading := inventory.NewReloading(env.Inventory, log) // nodes added by enrol or identify
 	nbc := netboot.Config{
 		Subnets: subnets, DHCPStateDir: filepath.Join(o.StateDir, "dhcp"),
 		DHCPAddr: o.DHCPAddr, TFTPAddr: o.TFTPAddr, HTTPAddr: o.HTTPAddr, ServerIP: "127.0.0.1",
 		TFTPRoot: tftpRoot, ArtifactsDir: artifacts, StoreDir: filepath.Join(o.StateDir, "netboot"),
-		CheckInKey: key, Reservations: env.Inventory, Signaler: env.Client, Identifier: env.Client, Logger: log,
+		CheckInKey: key, Reservations: reloading, Signaler: env.Client, Identifier: env.Client, Logger: log,
 	}
 	env.Tracker = swarm.NewTracker(0)
 	nbc.Tracker = env.Tracker
@@ -283,7 +284,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	}
 
 	acts := &activities.Activities{
-		Inventory: env.Inventory, Permits: env.Client, Images: env.Images, Boot: env.Netboot.Store(),
+		Inventory: env.Inventory, Current: reloading.Current, Permits: env.Client, Images: env.Images, Boot: env.Netboot.Store(),
 		DialBMC: activities.DialBMCLib(log), HTTPBase: env.Netboot.HTTPBase(), CheckInKey: key,
 		Kernel: "vmlinuz", Initrd: "initrd.img", Log: log,
 		SeedFor: o.SeedFor, NodeUploadRate: o.NodeUploadRate,

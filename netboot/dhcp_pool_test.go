@@ -215,10 +215,61 @@ func TestDHCPUnknownMACPolicy(t *testing.T) {
 			t.Fatalf("discovery record %+v", d)
 		}
 		script := httpGet(t, env.svc.HTTPBase()+"/discover/"+strings.ToUpper(mac)+".ipxe", 200)
-		if !strings.HasPrefix(script, "#!ipxe\n") || !strings.Contains(script, "chain --replace --autofree "+env.svc.HTTPBase()+"/boot/"+mac+".ipxe") {
+		if !strings.HasPrefix(script, "#!ipxe\n") || !strings.Contains(script, "chain --replace --autofree "+env.svc.HTTPBase()+"/discover/"+mac+".ipxe") {
 			t.Fatalf("discovery script:\n%s", script)
 		}
 		httpGet(t, env.svc.HTTPBase()+"/discover/not-a-mac.ipxe", 400)
+	})
+	t.Run("enrol with the rack's discovery profile: the identify agent, until it is removed", func(t *testing.T) {
+		env, conn, server, _ := poolEnv(t, t.TempDir(), nil)
+		mac := "02:52:46:0f:00:23"
+		args := IdentifyArgs{URL: env.svc.HTTPBase() + "/v1/identify", Scope: "r01", Token: MintIdentifyToken([]byte("k"), "r01")}
+		if err := env.svc.Store().PutRackProfile("r01", Profile{Node: "ignored", Mode: ModeInstall, Kernel: "vmlinuz", Initrd: "initrd.img", Args: args.Encode()}); err != nil {
+			t.Fatal(err)
+		}
+		o := mustReply(t, conn, server, discover(t, mac, dhcpv4.WithUserClass("iPXE", false)), dhcpv4.MessageTypeOffer)
+		if want := env.svc.HTTPBase() + "/discover/" + mac + ".ipxe"; o.BootFileName != want {
+			t.Fatalf("boot file %q, want %q", o.BootFileName, want)
+		}
+		script := httpGet(t, o.BootFileName, 200)
+		want := "kernel " + env.svc.HTTPBase() + "/artifacts/vmlinuz initrd=initrd.img " + strings.Join(args.Encode(), " ") + "\n"
+		if !strings.Contains(script, want) || !strings.Contains(script, "\nboot\n") {
+			t.Fatalf("discovery script with the rack profile:\n%s\nwant the line %q", script, want)
+		}
+		words := strings.Fields(strings.SplitN(strings.SplitN(script, "\n", 3)[1], "\n", 2)[0])
+		if got, err := ParseIdentifyArgs(words); err != nil || got != args {
+			t.Fatalf("identify args from the script: %+v, %v", got, err)
+		}
+		if err := env.svc.Store().DeleteRackProfile("r01"); err != nil {
+			t.Fatal(err)
+		}
+		if script := httpGet(t, o.BootFileName, 200); !strings.Contains(script, "chain --replace --autofree "+env.svc.HTTPBase()+"/discover/"+mac+".ipxe") {
+			t.Fatalf("after the rack profile is removed:\n%s", script)
+		}
+		// Adopted (its own profile): the retried script boots it, before
+		// any rack profile.
+		if err := env.svc.Store().PutRackProfile("r01", Profile{Mode: ModeInstall, Kernel: "vmlinuz", Args: args.Encode()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.svc.Store().Put(Profile{MAC: mac, Node: "r01n07", Mode: ModeLocal}); err != nil {
+			t.Fatal(err)
+		}
+		if script := httpGet(t, o.BootFileName, 200); script != "#!ipxe\nexit\n" {
+			t.Fatalf("with the MAC's own (local) profile:\n%s", script)
+		}
+		if err := env.svc.Store().Delete(mac); err != nil {
+			t.Fatal(err)
+		}
+		if err := env.svc.Store().DeleteRackProfile("r01"); err != nil {
+			t.Fatal(err)
+		}
+		// Another rack's profile is not served to r01's machines.
+		if err := env.svc.Store().PutRackProfile("r02", Profile{Mode: ModeInstall, Kernel: "vmlinuz", Args: args.Encode()}); err != nil {
+			t.Fatal(err)
+		}
+		if script := httpGet(t, o.BootFileName, 200); strings.Contains(script, "kernel ") {
+			t.Fatalf("r02's profile served to an r01 machine:\n%s", script)
+		}
 	})
 	t.Run("a MAC with a boot profile (identify mode) is served from the pool", func(t *testing.T) {
 		env, conn, server, _ := poolEnv(t, t.TempDir(), func(c *Config) {

@@ -38,6 +38,7 @@ type httpServer struct {
 	identify  *identifyHandler // nil → /v1/identify is not served
 	res       Reservations     // names the node and rack of a MAC in logs; may be nil
 	tracker   http.Handler     // nil → /announce is not served
+	discovery *DiscoveryStore  // the rack of a discovered MAC, for its discovery profile; nil → none
 	log       *slog.Logger
 	obs       *instruments // nil → no /metrics, nothing recorded
 }

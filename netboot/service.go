@@ -282,6 +282,9 @@ func (s *Service) Run(ctx context.Context) error {
 		h := &httpServer{store: s.store, artifacts: s.cfg.ArtifactsDir, base: s.HTTPBase, log: s.log,
 			res: s.cfg.Reservations, obs: s.obs,
 			checkin: &checkInHandler{key: s.cfg.CheckInKey, signaler: s.cfg.Signaler, log: s.log, obs: s.obs}, tracker: s.cfg.Tracker}
+		if s.dhcp != nil {
+			h.discovery = s.dhcp.discovery
+		}
 		if s.cfg.Identifier != nil {
 			h.identify = &identifyHandler{key: s.cfg.CheckInKey, identifier: s.cfg.Identifier, log: s.log}
 		}

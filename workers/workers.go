@@ -64,14 +64,16 @@ func Global(c client.Client, a *activities.Activities, o Options) worker.Worker 
 func Rack(c client.Client, rack string, a *activities.Activities, o Options) worker.Worker {
 	w := worker.New(c, workflows.RackTaskQueue(rack), o.workerOptions())
 	for name, fn := range map[string]any{
-		workflows.ActivityClone:       a.Clone,
-		workflows.ActivityDestroyRoot: a.DestroyRoot,
-		workflows.ActivityExport:      a.Export,
-		workflows.ActivityUnexport:    a.Unexport,
-		workflows.ActivityEndSeeding:  a.EndSeeding,
-		workflows.ActivitySetBoot:     a.SetBoot,
-		workflows.ActivityPowerCycle:  a.PowerCycle,
-		workflows.ActivityPowerOff:    a.PowerOff,
+		workflows.ActivityClone:            a.Clone,
+		workflows.ActivityDestroyRoot:      a.DestroyRoot,
+		workflows.ActivityExport:           a.Export,
+		workflows.ActivityUnexport:         a.Unexport,
+		workflows.ActivityEndSeeding:       a.EndSeeding,
+		workflows.ActivitySetBoot:          a.SetBoot,
+		workflows.ActivityPowerCycle:       a.PowerCycle,
+		workflows.ActivityPowerOff:         a.PowerOff,
+		workflows.ActivitySetDiscoveryBoot: a.SetDiscoveryBoot,
+		workflows.ActivityRecordIdentified: a.RecordIdentified,
 	} {
 		w.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

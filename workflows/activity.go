@@ -98,3 +98,29 @@ type CheckOwnerInput struct {
 type ClearOwnerInput struct {
 	Node, User string
 }
+
+// DiscoveryBootInput writes Rack's discovery profile, the identify agent
+// of Scope that the netboot service hands the rack's unknown MACs; with
+// Remove it deletes it (Scope unused).
+type DiscoveryBootInput struct {
+	Rack   string
+	Scope  string `json:",omitempty"`
+	Remove bool   `json:",omitempty"`
+}
+
+// RecordIdentifiedInput records the machine of Assignment (its MAC, name,
+// slot and production address) as a node of Rack in the inventory.
+type RecordIdentifiedInput struct {
+	Rack       string
+	Assignment Assignment
+}
+
+// RecordIdentifiedResult says what RecordIdentified did: Changed is false
+// when the inventory already had the node with that MAC.
+type RecordIdentifiedResult struct {
+	Node    string
+	Changed bool
+	// NoBMC: the node has no BMC entry (it was unknown); it must be
+	// added before rackflow can power it.
+	NoBMC bool
+}

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -93,6 +94,12 @@ type PlanEntry struct {
 type IdentifyInput struct {
 	// Scope is the rack or subnet label, [a-z0-9][a-z0-9._-]* (max 63).
 	Scope string
+	// Rack, when set, is the inventory rack being identified: while the
+	// identification runs, the rack's unknown MACs boot the identify
+	// agent (its discovery profile), and each confirmed machine is
+	// recorded in the inventory as a node of the rack (MAC → name, slot,
+	// production address; no BMC unless it was there).
+	Rack string `json:",omitempty"`
 	// FirstSlot is the slot of the first plan entry when it has none
 	// (default 1); when both are set they must agree.
 	FirstSlot int
@@ -136,6 +143,11 @@ type Assignment struct {
 	// confirmation's source address, normally the production IP.
 	Confirmed     time.Time `json:",omitempty"`
 	ConfirmedFrom string    `json:",omitempty"`
+	// Recorded: the inventory holds the machine as a node (IdentifyInput.
+	// Rack set); RecordError says why recording it failed (e.g. its MAC
+	// is another node's), the assignment itself stands.
+	Recorded    bool   `json:",omitempty"`
+	RecordError string `json:",omitempty"`
 }
 
 // IdentifyAction is one entry of the undo history.
@@ -150,6 +162,7 @@ type IdentifyAction struct {
 // skipped, every position from Next on is free.
 type IdentifyState struct {
 	Scope       string
+	Rack        string      `json:",omitempty"`
 	Plan        []PlanEntry // normalized: every Slot set
 	Grace       time.Duration
 	Next        int              // index into Plan of the next position
@@ -198,6 +211,9 @@ func ValidateIdentifyInput(in IdentifyInput) (IdentifyInput, error) {
 	}
 	if !validIdentifyName(in.Scope) {
 		return bad("invalid scope %q (want [a-z0-9][a-z0-9._-]*, max 63)", in.Scope)
+	}
+	if in.Rack != "" && !validIdentifyName(in.Rack) {
+		return bad("invalid rack %q (want [a-z0-9][a-z0-9._-]*, max 63)", in.Rack)
 	}
 	if in.FirstSlot < 0 {
 		return bad("first slot %d is negative", in.FirstSlot)
@@ -294,9 +310,26 @@ func CanonicalMAC(s string) (string, error) {
 // several updates validated in the same workflow task run one after the
 // other.
 func Identify(ctx workflow.Context, in IdentifyInput) (IdentifyResult, error) {
+	continued := false // the next run keeps the rack's discovery profile
 	w, err := newIdentify(in)
 	if err != nil {
 		return IdentifyResult{}, err
+	}
+	// Histories recorded before the rack steps replay without them.
+	w.rackSteps = workflow.GetVersion(ctx, identifyRackStepsChange, workflow.DefaultVersion, 1) >= 1 && w.st.Rack != ""
+	if w.rackSteps {
+		if err := w.discoveryBoot(ctx, false); err != nil {
+			return IdentifyResult{}, err
+		}
+		defer func() {
+			if !continued {
+				dctx, cancel := workflow.NewDisconnectedContext(ctx)
+				defer cancel()
+				if err := w.discoveryBoot(dctx, true); err != nil {
+					workflow.GetLogger(ctx).Error("removing the discovery profile failed", "rack", w.st.Rack, "err", err)
+				}
+			}
+		}()
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryIdentifyStatus, func() (IdentifyStatus, error) { return w.status(), nil }); err != nil {
 		return IdentifyResult{}, err
@@ -375,7 +408,8 @@ func Identify(ctx workflow.Context, in IdentifyInput) (IdentifyResult, error) {
 				next := w.st
 				next.Runs++
 				workflow.GetLogger(ctx).Info("identify continues as new", "scope", w.st.Scope, "updates", w.runUpdates)
-				return IdentifyResult{}, workflow.NewContinueAsNewError(ctx, Identify, IdentifyInput{Scope: w.st.Scope, State: &next})
+				continued = true
+				return IdentifyResult{}, workflow.NewContinueAsNewError(ctx, Identify, IdentifyInput{Scope: w.st.Scope, Rack: w.st.Rack, State: &next})
 			}
 			break
 		}
@@ -410,6 +444,7 @@ func Identify(ctx workflow.Context, in IdentifyInput) (IdentifyResult, error) {
 
 type identify struct {
 	st         IdentifyState
+	rackSteps  bool // discovery profile and inventory records (versioned, Rack set)
 	finishing  bool // finish signal received
 	closing    bool // no more identifications
 	changes    int  // bumped on every state change, to wake the main loop
@@ -428,7 +463,7 @@ func newIdentify(in IdentifyInput) (*identify, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &identify{st: IdentifyState{Scope: in.Scope, Plan: in.Plan, Grace: in.Grace}}, nil
+	return &identify{st: IdentifyState{Scope: in.Scope, Rack: in.Rack, Plan: in.Plan, Grace: in.Grace}}, nil
 }
 
 func (w *identify) full() bool { return w.st.Next >= len(w.st.Plan) }
@@ -512,13 +547,77 @@ func (w *identify) confirm(ctx workflow.Context, r IdentifyRequest) (Assignment,
 		return Assignment{}, err
 	}
 	mac, _ := CanonicalMAC(r.MAC)
-	a := &w.st.Assignments[slices.IndexFunc(w.st.Assignments, func(a Assignment) bool { return a.MAC == mac })]
+	at := func() *Assignment {
+		i := slices.IndexFunc(w.st.Assignments, func(a Assignment) bool { return a.MAC == mac })
+		if i < 0 {
+			return nil
+		}
+		return &w.st.Assignments[i]
+	}
+	a := at()
 	if a.Confirmed.IsZero() {
 		a.Confirmed, a.ConfirmedFrom = workflow.Now(ctx), r.From
 		workflow.GetLogger(ctx).Info("identity confirmed", "scope", w.st.Scope, "slot", a.Slot, "name", a.Name, "mac", mac, "from", r.From)
 		w.changed(ctx)
 	}
+	if !w.rackSteps || a.Recorded {
+		return *a, nil
+	}
+	// Record MAC → node in the inventory. The handler waits for the
+	// activity; the state may change meanwhile (an undo), so the
+	// assignment is looked up again afterwards.
+	snapshot := *a
+	recErr := w.record(ctx, snapshot)
+	if a = at(); a == nil || a.Slot != snapshot.Slot {
+		return snapshot, nil
+	}
+	if recErr != nil {
+		a.RecordError = recErr.Error()
+		workflow.GetLogger(ctx).Warn("identified machine not recorded in the inventory", "scope", w.st.Scope, "name", a.Name, "mac", mac, "err", recErr)
+	} else {
+		a.Recorded, a.RecordError = true, ""
+	}
+	w.changed(ctx)
 	return *a, nil
+}
+
+// identifyRackStepsChange is the GetVersion change ID of the discovery
+// profile and inventory records (IdentifyInput.Rack).
+const identifyRackStepsChange = "identify-rack-steps"
+
+// rackActivity runs an activity of the identified rack on its queue.
+func (w *identify) rackActivity(ctx workflow.Context, summary, name string, in, out any) error {
+	o := shortOpts
+	o.TaskQueue, o.Summary = RackTaskQueue(w.st.Rack), summary
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), name, in).Get(ctx, out)
+}
+
+// discoveryBoot writes (or removes) the rack's discovery profile: the
+// identify agent of this scope for the rack's unknown MACs.
+func (w *identify) discoveryBoot(ctx workflow.Context, remove bool) error {
+	summary := "discovery profile of rack " + w.st.Rack + ": identify " + w.st.Scope
+	if remove {
+		summary = "remove the discovery profile of rack " + w.st.Rack
+	}
+	if err := w.rackActivity(ctx, summary, ActivitySetDiscoveryBoot, DiscoveryBootInput{Rack: w.st.Rack, Scope: w.st.Scope, Remove: remove}, nil); err != nil {
+		return fmt.Errorf("identify %s: %s: %w", w.st.Scope, summary, err)
+	}
+	return nil
+}
+
+// record adds the machine of a to the inventory as a node of the rack.
+func (w *identify) record(ctx workflow.Context, a Assignment) error {
+	var res RecordIdentifiedResult
+	if err := w.rackActivity(ctx, fmt.Sprintf("record %s (%s) as %s in the inventory", a.MAC, a.IP, a.Name),
+		ActivityRecordIdentified, RecordIdentifiedInput{Rack: w.st.Rack, Assignment: a}, &res); err != nil {
+		var app *temporal.ApplicationError
+		if errors.As(err, &app) {
+			return errors.New(app.Error())
+		}
+		return err
+	}
+	workflow.GetLogger(ctx).Info("identified machine recorded in the inventory", "scope", w.st.Scope, "node", res.Node, "changed", res.Changed, "no_bmc", res.NoBMC)
+	return nil
 }
 
 func (w *identify) skip(ctx workflow.Context, r SkipRequest) {
@@ -656,7 +755,12 @@ func (w *identify) details() string {
 			if ai < len(w.st.Assignments) && w.st.Assignments[ai].Slot == e.Slot {
 				a := w.st.Assignments[ai]
 				state, mac, at = "✅ assigned", "`"+a.MAC+"`", a.At.UTC().Format("15:04:05")
-				if !a.Confirmed.IsZero() {
+				switch {
+				case a.RecordError != "":
+					state = "⚠ confirmed, not in the inventory"
+				case a.Recorded:
+					state = "✅ confirmed, in the inventory"
+				case !a.Confirmed.IsZero():
 					state = "✅ confirmed"
 				}
 			} else if si < len(w.st.Skipped) && w.st.Skipped[si] == e.Slot {

@@ -53,6 +53,14 @@ const (
 	ActivitySetBoot    = "SetBoot"
 	ActivityPowerCycle = "PowerCycle"
 	ActivityPowerOff   = "PowerOff"
+	// ActivitySetDiscoveryBoot writes (or removes) a rack's discovery
+	// profile: the identify agent for the rack's unknown MACs (rack
+	// queue; DiscoveryBootInput).
+	ActivitySetDiscoveryBoot = "SetDiscoveryBoot"
+	// ActivityRecordIdentified records an identified machine's MAC →
+	// node in the inventory (rack queue; RecordIdentifiedInput, result
+	// RecordIdentifiedResult).
+	ActivityRecordIdentified = "RecordIdentified"
 	// ActivityRequestDrain asks the inventory's webhook to drain a node
 	// (global queue).
 	ActivityRequestDrain = "RequestDrain"
@@ -128,9 +136,12 @@ const (
 	ErrNodeReported   = "NodeReportedError"
 	ErrDigestMismatch = "DigestMismatch"
 	ErrUnknownRack    = "UnknownRack"
-	ErrInvalidPolicy  = "InvalidPolicy" // a Release policy that is not one of Release*
-	ErrDrainRejected  = "DrainRejected" // the drain webhook answered 4xx or its URL is unusable
-	ErrDrainTimeout   = "DrainTimeout"  // no drained signal within the drain timeout
+	// ErrInventoryConflict: an identified machine's MAC, name or address
+	// is already another node's in the inventory.
+	ErrInventoryConflict = "InventoryConflict"
+	ErrInvalidPolicy     = "InvalidPolicy" // a Release policy that is not one of Release*
+	ErrDrainRejected     = "DrainRejected" // the drain webhook answered 4xx or its URL is unusable
+	ErrDrainTimeout      = "DrainTimeout"  // no drained signal within the drain timeout
 	// ErrNotOwner: the requesting user (the input's User) neither owns the
 	// node nor is a member of it in the ownership directory.
 	ErrNotOwner = "NotOwner"

@@ -17,7 +17,7 @@
 //	    slot: 1
 //	    macs: ["02:52:46:01:00:01"]
 //	    ip: 10.0.0.11
-//	    bmc: {driver: redfish, address: 10.0.1.11:443}   # credentials: override
+//	    bmc: {driver: redfish, address: 10.0.1.11:443}   # credentials: override; absent: no BMC (USB identify)
 //	    boot_files: {efi-x86_64: snponly.efi}           # optional, by DHCP option 93 architecture
 //
 // Credentials are referenced by name and inherited rack → node unless the node
@@ -100,10 +100,10 @@ type Netboot struct {
 type Node struct {
 	Name string   `yaml:"name"`
 	Rack string   `yaml:"rack"`
-	Slot int      `yaml:"slot"` // 1-based position in the rack
-	MACs []string `yaml:"macs"` // canonical lower-case colon form after loading
-	IP   string   `yaml:"ip"`   // production address, reserved by DHCP
-	BMC  BMC      `yaml:"bmc"`
+	Slot int      `yaml:"slot"`          // 1-based position in the rack
+	MACs []string `yaml:"macs"`          // canonical lower-case colon form after loading
+	IP   string   `yaml:"ip"`            // production address, reserved by DHCP
+	BMC  BMC      `yaml:"bmc,omitempty"` // absent: no BMC (HasBMC)
 
 	// BootFiles overrides the netboot service's boot file for the client
 	// architectures it names: keys as netboot.ParseArch (bios, efi-x86_64,
@@ -111,6 +111,12 @@ type Node struct {
 	// file names (netboot.ValidBootFile).
 	BootFiles map[string]string `yaml:"boot_files,omitempty"`
 }
+
+// HasBMC reports whether the node has a BMC entry. A node without one (its
+// bmc field absent, as USB identify records a machine rackflow did not
+// know) is served by DHCP and netboot but cannot be powered by rackflow:
+// its BMC is added later (rackflow enrol, or by editing the inventory).
+func (n Node) HasBMC() bool { return n.BMC != (BMC{}) }
 
 // BMC says how to reach a node's baseboard management controller.
 type BMC struct {
@@ -288,6 +294,9 @@ func (inv *Inventory) validate(root *yaml.Node) error {
 			} else if err := netboot.ValidBootFile(n.BootFiles[key]); err != nil {
 				bad(err.Error(), "nodes", i, "boot_files", key)
 			}
+		}
+		if !n.HasBMC() {
+			continue // recorded by USB identify without a BMC: not powered by rackflow until one is added
 		}
 		if !slices.Contains(Drivers, n.BMC.Driver) {
 			bad(fmt.Sprintf("unknown driver %q (want one of %s)", n.BMC.Driver, strings.Join(Drivers, ", ")), "nodes", i, "bmc", "driver")

@@ -3,12 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -180,62 +178,6 @@ func enrolCommand() *cli.Command {
 		},
 	}
 }
-
-// reloadingReservations serves DHCP reservations from the inventory file,
-// reloading it when its modification time or size changes (checked at most
-// every reloadCheck), so a node added by `rackflow enrol` gets its
-// reservation without a restart. A file that no longer validates is
-// logged and the last good inventory kept.
-type reloadingReservations struct {
-	path string
-	log  *slog.Logger
-
-	mu      sync.Mutex
-	inv     *inventory.Inventory
-	mtime   time.Time
-	size    int64
-	checked time.Time
-}
-
-const reloadCheck = 2 * time.Second
-
-func newReloadingReservations(inv *inventory.Inventory, log *slog.Logger) *reloadingReservations {
-	r := &reloadingReservations{path: inv.File(), log: log, inv: inv, checked: time.Now()}
-	if fi, err := os.Stat(r.path); err == nil {
-		r.mtime, r.size = fi.ModTime(), fi.Size()
-	}
-	return r
-}
-
-func (r *reloadingReservations) current() *inventory.Inventory {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.checked) < reloadCheck {
-		return r.inv
-	}
-	r.checked = time.Now()
-	fi, err := os.Stat(r.path)
-	if err != nil || fi.ModTime().Equal(r.mtime) && fi.Size() == r.size {
-		return r.inv
-	}
-	r.mtime, r.size = fi.ModTime(), fi.Size()
-	inv, err := inventory.Load(r.path)
-	if err != nil {
-		r.log.Error("inventory changed but does not load; keeping the previous one", "err", err)
-		return r.inv
-	}
-	r.log.Info("inventory reloaded", "file", r.path, "nodes", len(inv.Nodes))
-	r.inv = inv
-	return inv
-}
-
-// Reservation implements netboot.Reservations.
-func (r *reloadingReservations) Reservation(mac net.HardwareAddr) (netboot.Reservation, bool) {
-	return r.current().Reservation(mac)
-}
-
-// ReservedIP implements netboot.Reservations.
-func (r *reloadingReservations) ReservedIP(ip net.IP) bool { return r.current().ReservedIP(ip) }
 
 // netbootSubnets are the DHCP subnets of the racks named by --rack (every
 // rack by default).

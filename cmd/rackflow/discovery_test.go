@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -151,43 +150,6 @@ func mustParseMAC(t *testing.T, s string) net.HardwareAddr {
 		t.Fatal(err)
 	}
 	return hw
-}
-
-// TestReloadingReservations: a node appended to the inventory file is
-// served after the next check; a broken file keeps the previous inventory.
-func TestReloadingReservations(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "inventory.yaml")
-	if err := os.WriteFile(path, []byte(enrolInventory), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	inv, err := inventory.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := newReloadingReservations(inv, slog.New(slog.DiscardHandler))
-	mac := mustParseMAC(t, "02:52:46:0f:00:77")
-	if _, ok := r.Reservation(mac); ok {
-		t.Fatal("reservation before enrolment")
-	}
-	if _, err := inventory.AddNode(path, inventory.Node{Name: "r01n02", Rack: "r01", Slot: 2, MACs: []string{mac.String()},
-		IP: "10.0.0.12", BMC: inventory.BMC{Driver: "ipmi", Address: "10.0.1.12"}}); err != nil {
-		t.Fatal(err)
-	}
-	r.mu.Lock()
-	r.checked = time.Time{} // the next lookup checks the file
-	r.mu.Unlock()
-	if res, ok := r.Reservation(mac); !ok || res.Node != "r01n02" || !r.ReservedIP(net.ParseIP("10.0.0.12")) {
-		t.Fatalf("after AddNode: %+v %v", res, ok)
-	}
-	if err := os.WriteFile(path, []byte("racks: [oops"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r.mu.Lock()
-	r.checked = time.Time{}
-	r.mu.Unlock()
-	if _, ok := r.Reservation(mac); !ok {
-		t.Fatal("a broken inventory file dropped the reservations")
-	}
 }
 
 // TestLeases lists a journal the way the netboot service writes it.

@@ -94,6 +94,8 @@ func identifyCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "plan", Usage: "address plan file"},
 					&cli.IntFlag{Name: "first-slot", Value: 1, Usage: "slot of the first entry without one"},
+					&cli.StringFlag{Name: "rack", Usage: "inventory rack being identified: while it runs, the rack's unknown machines " +
+						"(netboot unknown: enrol) boot the identify agent, and each confirmed machine is recorded in the inventory (MAC → node, no BMC)"},
 				},
 				Before: func(c *cli.Context) error { return requireFlags(c, "plan") },
 				Action: func(c *cli.Context) error {
@@ -105,7 +107,7 @@ func identifyCommand() *cli.Command {
 					if err != nil {
 						return badUsage(c, "%v", err)
 					}
-					in, err := workflows.ValidateIdentifyInput(workflows.IdentifyInput{Scope: scope, FirstSlot: c.Int("first-slot"), Plan: plan})
+					in, err := workflows.ValidateIdentifyInput(workflows.IdentifyInput{Scope: scope, Rack: c.String("rack"), FirstSlot: c.Int("first-slot"), Plan: plan})
 					if err != nil {
 						return badUsage(c, "%v", err)
 					}
@@ -169,13 +171,20 @@ func identifyCommand() *cli.Command {
 
 func printIdentifyStatus(c *cli.Context, st workflows.IdentifyStatus) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tNAME\tIP\tMAC\tCONFIRMED")
+	fmt.Fprintln(tw, "SLOT\tNAME\tIP\tMAC\tCONFIRMED\tINVENTORY")
 	for _, a := range st.Assignments {
 		confirmed := "-"
 		if !a.Confirmed.IsZero() {
 			confirmed = "from " + a.ConfirmedFrom
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", a.Slot, a.Name, a.IP, a.MAC, confirmed)
+		recorded := "-" // no --rack, or not confirmed yet
+		switch {
+		case a.RecordError != "":
+			recorded = "not recorded: " + a.RecordError
+		case a.Recorded:
+			recorded = "recorded"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.Slot, a.Name, a.IP, a.MAC, confirmed, recorded)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

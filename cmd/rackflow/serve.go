@@ -126,7 +126,8 @@ func workerCommand() *cli.Command {
 			}
 			defer cl.Close()
 			acts := &activities.Activities{
-				Inventory: inv, Permits: cl, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
+				Inventory: inv, Current: inventory.NewReloading(inv, log).Current,
+				Permits: cl, Images: images, Boot: boot, DialBMC: activities.DialBMCLib(log),
 				HTTPBase: c.String("http-base"), CheckInKey: key, Kernel: c.String("kernel"), Initrd: c.String("initrd"),
 				KernelArgs: c.StringSlice("kernel-arg"), Ownership: owners, Log: log,
 				SeedFor: c.Duration("seed-for"), NodeUploadRate: c.Int64("node-upload-rate"),
@@ -233,7 +234,7 @@ func netbootCommand() *cli.Command {
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
 				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"), IPXEDir: c.String("ipxe-dir"),
 				ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
-				CheckInKey: key, Reservations: newReloadingReservations(inv, log), Signaler: cl, Identifier: cl, Logger: log,
+				CheckInKey: key, Reservations: inventory.NewReloading(inv, log), Signaler: cl, Identifier: cl, Logger: log,
 				Tracker: swarm.NewTracker(0), // announces of the worker's seeder and the nodes
 			})
 			if err != nil {
