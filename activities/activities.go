@@ -140,7 +140,7 @@ func (a *Activities) LookupNode(ctx context.Context, node string) (workflows.Nod
 		return workflows.NodeInfo{}, err
 	}
 	r, _ := inv.Rack(n.Rack)
-	return workflows.NodeInfo{Name: n.Name, Rack: n.Rack, Slot: n.Slot, MACs: n.MACs, IP: n.IP, Limits: rackLimits(r)}, nil
+	return workflows.NodeInfo{Name: n.Name, Rack: n.Rack, Slot: n.Slot, MACs: n.MACs, IP: n.IP, Limits: rackLimits(r), DrainURL: r.DrainURL}, nil
 }
 
 // ResolveNodes resolves a rollout selector to nodes per rack, racks in

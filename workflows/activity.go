@@ -10,6 +10,9 @@ type NodeInfo struct {
 	MACs   []string
 	IP     string
 	Limits RackLimits // of the node's rack
+	// DrainURL is the rack's drain webhook from the inventory; Reinstall
+	// uses it when its input names none.
+	DrainURL string `json:",omitempty"`
 }
 
 // CloneInput asks for node's writable root from image@version. With

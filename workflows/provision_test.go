@@ -26,6 +26,7 @@ type rig struct {
 	phases []Phase           // every RackflowPhase upserted, in order
 	// behaviour
 	lookupErr, cloneErr, powerErr error
+	drainURL                      string                    // the rack's drain webhook LookupNode reports
 	onBoot                        func(r *rig, attempt int) // e.g. schedule a check-in
 }
 
@@ -53,7 +54,7 @@ func newRig(t *testing.T) *rig {
 		if r.lookupErr != nil {
 			return NodeInfo{}, r.lookupErr
 		}
-		return NodeInfo{Name: node, Rack: "r01", Slot: 1, MACs: []string{"02:52:46:01:00:01"}, IP: "127.101.0.1"}, nil
+		return NodeInfo{Name: node, Rack: "r01", Slot: 1, MACs: []string{"02:52:46:01:00:01"}, IP: "127.101.0.1", DrainURL: r.drainURL}, nil
 	})
 	reg(ActivityClone, func(_ context.Context, in CloneInput) (Root, error) {
 		r.calls = append(r.calls, "clone")

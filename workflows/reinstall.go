@@ -18,9 +18,10 @@ type ReinstallInput struct {
 	Node    string
 	Image   string
 	Version string
-	// DrainURL, when set, is the inventory's drain webhook: Reinstall POSTs
-	// a DrainRequest to it and waits for the drained signal before it
-	// destroys anything.
+	// DrainURL is the drain webhook: Reinstall POSTs a DrainRequest to it
+	// and waits for the drained signal before it destroys anything. "" →
+	// the rack's from the inventory (NodeInfo.DrainURL, racks[].drain_url);
+	// neither → no drain step.
 	DrainURL string
 	// DrainTimeout bounds the wait for the drained signal (default 30 min);
 	// on expiry the reinstall fails with DrainTimeout and nothing is touched.
@@ -87,6 +88,9 @@ func reinstall(ctx workflow.Context, p *provision, in ReinstallInput) (Reinstall
 	p.setPhase(ctx, PhaseStarting, "looking up "+in.Node)
 	if err := p.lookupAndCheck(ctx, in.Node, AttrImage.ValueSet(in.Image)); err != nil {
 		return res, err
+	}
+	if in.DrainURL == "" {
+		in.DrainURL = p.node.DrainURL // the rack's webhook from the inventory
 	}
 	if in.DrainURL != "" {
 		if err := p.drain(ctx, in); err != nil {

@@ -78,6 +78,27 @@ func TestReinstallDrainSignalled(t *testing.T) {
 	}
 }
 
+// TestReinstallDrainsThroughTheRacksWebhook: with no DrainURL in the
+// input, the rack's webhook from the inventory (NodeInfo.DrainURL) is asked.
+func TestReinstallDrainsThroughTheRacksWebhook(t *testing.T) {
+	r := newNodeRig(t)
+	r.onBoot = checksIn
+	r.drainURL = drainURL
+	var req DrainRequest
+	r.env.OnActivity(ActivityRequestDrain, mock.Anything, mock.Anything).Return(func(_ context.Context, in DrainRequest) error {
+		req = in
+		return nil
+	})
+	r.env.RegisterDelayedCallback(func() { r.env.SignalWorkflow(SignalDrained, nil) }, time.Minute)
+	res, err := r.reinstall(ReinstallInput{Node: "r01n01", Image: "demo", Version: "v2", DrainTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Drained || req.URL != drainURL || req.Node != "r01n01" {
+		t.Errorf("result %+v, drain request %+v", res, req)
+	}
+}
+
 func TestReinstallDrainFailuresTouchNothing(t *testing.T) {
 	tests := []struct {
 		name    string

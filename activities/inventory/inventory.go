@@ -32,6 +32,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -71,6 +72,10 @@ type Rack struct {
 	Credentials string  `yaml:"credentials,omitempty"`
 	Limits      Limits  `yaml:"limits"`
 	Netboot     Netboot `yaml:"netboot"`
+	// DrainURL is the rack's drain webhook (Purdue: drain, then reinstall):
+	// an absolute http or https URL that Reinstall POSTs its drain request
+	// to, then waits for the "drained" signal; "" → no drain step.
+	DrainURL string `yaml:"drain_url,omitempty"`
 }
 
 // Limits bounds what a rack does at once (enforced by rollouts).
@@ -236,6 +241,9 @@ func (inv *Inventory) validate(root *yaml.Node) error {
 		}
 		if _, err := netip.ParseAddr(r.Netboot.Router); r.Netboot.Router != "" && err != nil {
 			bad(fmt.Sprintf("%q is not an IP address", r.Netboot.Router), "racks", i, "netboot", "router")
+		}
+		if u, err := url.Parse(r.DrainURL); r.DrainURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			bad(fmt.Sprintf("%q is not an absolute http or https URL", r.DrainURL), "racks", i, "drain_url")
 		}
 		for _, e := range validateRackDHCP(r.Netboot) {
 			bad(e.msg, "racks", i, "netboot", e.field)

@@ -71,6 +71,18 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+// TestRackDrainURL: a rack's drain webhook is read as given.
+func TestRackDrainURL(t *testing.T) {
+	doc := strings.Replace(good, "    netboot: {server_ip", "    drain_url: https://ops.example/drain?rack=r01\n    netboot: {server_ip", 1)
+	inv, err := Parse("inv.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := inv.Rack("r01"); !ok || r.DrainURL != "https://ops.example/drain?rack=r01" {
+		t.Fatalf("rack = %+v, %v", r, ok)
+	}
+}
+
 func TestCredentialMissingEnv(t *testing.T) {
 	inv, err := Parse("inv.yaml", []byte(good))
 	if err != nil {
@@ -100,6 +112,8 @@ func TestParseBad(t *testing.T) {
 		{"bad subnet", [2]string{"subnet: 10.0.0.0/24", "subnet: ten"}, "inv.yaml:8: racks[0].netboot.subnet:"},
 		{"unknown boot arch", [2]string{"efi-x86_64: snponly.efi", "uefi: snponly.efi"}, "inv.yaml:22: nodes[1].boot_files.uefi: client architecture \"uefi\""},
 		{"bad boot file", [2]string{"efi-x86_64: snponly.efi", "efi-x86_64: ../x.efi"}, "inv.yaml:22: nodes[1].boot_files.efi-x86_64: artifact name"},
+		{"drain url not http", [2]string{"    netboot: {server_ip", "    drain_url: ftp://ops.example/drain\n    netboot: {server_ip"}, "inv.yaml:8: racks[0].drain_url: \"ftp://ops.example/drain\" is not an absolute http or https URL"},
+		{"drain url relative", [2]string{"    netboot: {server_ip", "    drain_url: /drain\n    netboot: {server_ip"}, "inv.yaml:8: racks[0].drain_url:"},
 		{"two passwords", [2]string{"password: secret}", "password: secret, password_env: X}"}, "inv.yaml:2: credentials.rack-admin:"},
 	}
 	for _, tt := range tests {

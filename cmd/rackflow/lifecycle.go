@@ -21,7 +21,7 @@ func reinstallCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "image", Usage: "golden image name"},
 			&cli.StringFlag{Name: "version", Usage: "image version (snapshot)"},
-			&cli.StringFlag{Name: "drain-url", Usage: "webhook asked to drain each node first; the reinstall waits for the drained signal"},
+			&cli.StringFlag{Name: "drain-url", Usage: "webhook asked to drain each node first; the reinstall waits for the drained signal (default: the rack's drain_url in the inventory)"},
 			&cli.DurationFlag{Name: "drain-timeout", Value: workflows.DefaultDrainTimeout, Usage: "how long to wait for drained (then nothing is touched)"},
 			&cli.DurationFlag{Name: "check-in-timeout", Value: workflows.DefaultCheckInTimeout, Usage: "per boot"},
 			&cli.BoolFlag{Name: "wait", Usage: "wait for every node and exit 1 if any failed"},
