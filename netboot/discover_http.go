@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
 )
 
 // discoveryScript serves GET /discover/<mac>.ipxe, the iPXE script the DHCP
@@ -24,14 +23,8 @@ import (
 //
 // 400 for a bad MAC.
 func (h *httpServer) discoveryScript(w http.ResponseWriter, r *http.Request) {
-	raw, ok := strings.CutSuffix(r.PathValue("file"), ".ipxe")
+	mac, ok := scriptMAC(w, r)
 	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	mac, err := CanonicalMAC(raw)
-	if err != nil {
-		http.Error(w, "invalid MAC address", http.StatusBadRequest)
 		return
 	}
 	script := renderDiscoveryScript(mac, h.base())

@@ -67,16 +67,26 @@ func (h *httpServer) handler() http.Handler {
 	return h.logRequests(mux)
 }
 
-func (h *httpServer) bootScript(w http.ResponseWriter, r *http.Request) {
-	file := r.PathValue("file")
-	raw, ok := strings.CutSuffix(file, ".ipxe")
+// scriptMAC is the canonical MAC of a script route's {file}
+// ("<mac>.ipxe"); it answers 404 for another name and 400 for a bad MAC,
+// and then returns false.
+func scriptMAC(w http.ResponseWriter, r *http.Request) (string, bool) {
+	raw, ok := strings.CutSuffix(r.PathValue("file"), ".ipxe")
 	if !ok {
 		http.NotFound(w, r)
-		return
+		return "", false
 	}
 	mac, err := CanonicalMAC(raw)
 	if err != nil {
 		http.Error(w, "invalid MAC address", http.StatusBadRequest)
+		return "", false
+	}
+	return mac, true
+}
+
+func (h *httpServer) bootScript(w http.ResponseWriter, r *http.Request) {
+	mac, ok := scriptMAC(w, r)
+	if !ok {
 		return
 	}
 	id := identity{mac: mac}
