@@ -38,8 +38,10 @@ type ZFS struct {
 
 // destroyBackoff: zfs-fuse unmounts asynchronously, and destroying a
 // freshly mounted or just unmounted dataset reports "dataset is busy" for
-// about 0.1 s; DestroyRoot retries after these pauses.
-var destroyBackoff = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second}
+// about 0.1 s, and for seconds on a loaded machine (seen in CI: still busy
+// after 1.85 s); DestroyRoot retries after these pauses, ~11 s in all.
+var destroyBackoff = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2 * time.Second, 3 * time.Second, 4 * time.Second}
 
 var datasetRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9_.:-]+)*$`)
 

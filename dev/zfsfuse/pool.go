@@ -247,7 +247,8 @@ func (p *Pool) Destroy(ctx context.Context) error {
 }
 
 // release runs `zpool export|destroy` on an imported, owned pool. zfs-fuse
-// unmounts asynchronously, so "busy" is retried a few times.
+// unmounts asynchronously, so "busy" is retried, for ~7 s in all (seconds
+// of busy are seen on a loaded machine).
 func (p *Pool) release(ctx context.Context, verb string) error {
 	unlock, err := lockMachine()
 	if err != nil {
@@ -271,7 +272,7 @@ func (p *Pool) release(ctx context.Context, verb string) error {
 	}
 	for attempt := 1; ; attempt++ {
 		_, err = run(ctx, zpool, args...)
-		if err == nil || attempt == 4 || !stderrContains(err, "busy") {
+		if err == nil || attempt == 8 || !stderrContains(err, "busy") {
 			break
 		}
 		if err := sleepCtx(ctx, time.Duration(attempt)*250*time.Millisecond); err != nil {
