@@ -45,7 +45,6 @@ type BootStore interface {
 	Export(node, dir string) error
 	Unexport(node string) error // also removes the node's .torrent
 	PutTorrent(node string, data []byte) error
-	DeleteTorrent(node string) error
 }
 
 // Swarm seeds exported images over BitTorrent (implemented by
@@ -318,29 +317,6 @@ func (a *Activities) Unexport(ctx context.Context, node string) error {
 	}
 	if err := a.Boot.Unexport(node); err != nil {
 		return fmt.Errorf("unexport %s: %w", node, err)
-	}
-	return nil
-}
-
-// EndSeeding tells the swarm that nodes' rollout is over (HaDeS: nodes
-// seed while the rollout is in progress): it stops seeding their copies
-// on this worker and withdraws their .torrents, so their agents, which
-// check the .torrent while they seed (swarm.KeepSeeding), stop within a
-// poll interval instead of at their SeedFor limit. The exports stay.
-// Idempotent; an invalid node name is a non-retryable InvalidName error.
-func (a *Activities) EndSeeding(ctx context.Context, nodes []string) error {
-	for _, node := range nodes {
-		if err := netboot.ValidName(node); err != nil {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("end seeding: %v", err), workflows.ErrInvalidName, err)
-		}
-	}
-	for _, node := range nodes {
-		if a.Swarm != nil {
-			a.Swarm.Stop(node)
-		}
-		if err := a.Boot.DeleteTorrent(node); err != nil {
-			return fmt.Errorf("end seeding %s: %w", node, err)
-		}
 	}
 	return nil
 }

@@ -324,51 +324,6 @@ func TestExportSwarm(t *testing.T) {
 	}
 }
 
-// TestEndSeeding: the end of a rollout withdraws the nodes' .torrents and
-// stops seeding their copies, keeps their exports, is idempotent, and
-// refuses a bad node name before touching anything.
-func TestEndSeeding(t *testing.T) {
-	f := newFixture(t, "right")
-	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: "http://127.0.0.1:8880/announce"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seeder.Close()
-	f.acts.Swarm = seeder
-	if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
-		t.Fatal(err)
-	}
-	v, err := f.env.ExecuteActivity(f.acts.Export, "r01n01")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var exp workflows.ExportResult
-	if err := v.Get(&exp); err != nil {
-		t.Fatal(err)
-	}
-	torrent := filepath.Join(f.boot.TorrentsDir(), "r01n01.torrent")
-
-	_, err = f.env.ExecuteActivity(f.acts.EndSeeding, []string{"r01n01", "../x"})
-	wantType(t, err, workflows.ErrInvalidName)
-	if _, err := os.Stat(torrent); err != nil {
-		t.Fatalf("a refused EndSeeding removed the .torrent: %v", err)
-	}
-	for i := range 2 { // the second call finds nothing to do
-		if _, err := f.env.ExecuteActivity(f.acts.EndSeeding, []string{"r01n01"}); err != nil {
-			t.Fatalf("EndSeeding #%d: %v", i+1, err)
-		}
-	}
-	if _, err := os.Stat(torrent); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf(".torrent after EndSeeding: %v", err)
-	}
-	if _, ok := seeder.Stats(exp.Digest); ok {
-		t.Fatal("still seeding after EndSeeding")
-	}
-	if _, err := os.Stat(filepath.Join(f.boot.ExportsDir(), "r01n01")); err != nil {
-		t.Fatalf("EndSeeding withdrew the export: %v", err)
-	}
-}
-
 // TestExportUnusableImage: a root whose image file is missing, empty or
 // unreadable fails Export with a non-retryable ImageUnusable, with or
 // without the swarm; no root at all too.

@@ -60,8 +60,8 @@ func (s *Store) Unexport(node string) error {
 	if err := ValidName(node); err != nil {
 		return fmt.Errorf("unexport: %w", err)
 	}
-	if err := s.DeleteTorrent(node); err != nil {
-		return fmt.Errorf("unexport: %w", err)
+	if err := os.Remove(filepath.Join(s.TorrentsDir(), node+".torrent")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("unexport %s: %w", node, err)
 	}
 	link := filepath.Join(s.ExportsDir(), node)
 	fi, err := os.Lstat(link)

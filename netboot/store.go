@@ -61,20 +61,6 @@ func (s *Store) ExportsDir() string { return filepath.Join(s.dir, exportsDir) }
 // <dir>/torrents.
 func (s *Store) TorrentsDir() string { return filepath.Join(s.dir, torrentsDir) }
 
-// DeleteTorrent removes node's .torrent, so /torrents/<node>.torrent
-// answers 404 and the node's agent stops seeding at its next check
-// (swarm.KeepSeeding); deleting a missing one is not an error. Errors wrap
-// ErrInvalidName for a bad node name.
-func (s *Store) DeleteTorrent(node string) error {
-	if err := ValidName(node); err != nil {
-		return fmt.Errorf("delete torrent: %w", err)
-	}
-	if err := os.Remove(filepath.Join(s.TorrentsDir(), node+".torrent")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("delete torrent %s: %w", node, err)
-	}
-	return nil
-}
-
 // PutTorrent writes data (a bencoded .torrent) as node's, served at HTTP
 // /torrents/<node>.torrent, atomically; Unexport removes it. Errors wrap
 // ErrInvalidName for a bad node name.

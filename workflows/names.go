@@ -47,12 +47,9 @@ const (
 	ActivityDestroyRoot = "DestroyRoot"
 	ActivityExport      = "Export"
 	ActivityUnexport    = "Unexport"
-	// ActivityEndSeeding withdraws the .torrents of a rollout's nodes
-	// when the rack's share ends (rack queue; []string nodes).
-	ActivityEndSeeding = "EndSeeding"
-	ActivitySetBoot    = "SetBoot"
-	ActivityPowerCycle = "PowerCycle"
-	ActivityPowerOff   = "PowerOff"
+	ActivitySetBoot     = "SetBoot"
+	ActivityPowerCycle  = "PowerCycle"
+	ActivityPowerOff    = "PowerOff"
 	// ActivitySetDiscoveryBoot writes (or removes) a rack's discovery
 	// profile: the identify agent for the rack's unknown MACs (rack
 	// queue; DiscoveryBootInput).

@@ -24,9 +24,6 @@ const rackRolloutMaxEvents = 4000
 // reportStartsVersion gates the progress report after nodes start.
 const reportStartsVersion = "report-starts"
 
-// endSeedingVersion gates the EndSeeding step at the end of a rack's share.
-const endSeedingVersion = "end-seeding"
-
 // RackRolloutInput is one rack's share of a rollout. Done carries the
 // finished nodes across continue-as-new.
 type RackRolloutInput struct {
@@ -129,24 +126,8 @@ func (r *rackRollout) run(ctx workflow.Context) (RackRolloutResult, error) {
 		r.drain(ctx, pause, resume, stop, cancel, add, &next)
 		return RackRolloutResult{}, workflow.NewContinueAsNewError(ctx, RackRollout, next)
 	}
-	r.endSeeding(ctx)
 	r.report(ctx, nil, true)
 	return RackRolloutResult{Progress: r.p, Provisioned: r.provisioned, Skipped: r.in.Nodes}, nil
-}
-
-// endSeeding tells the rack's worker that the rollout no longer needs its
-// provisioned nodes to seed the image (EndSeeding on the rack queue). A
-// failure is logged, not fatal: the agents stop at their SeedFor limit.
-func (r *rackRollout) endSeeding(ctx workflow.Context) {
-	if len(r.provisioned) == 0 || workflow.GetVersion(ctx, endSeedingVersion, workflow.DefaultVersion, 1) != 1 {
-		return
-	}
-	o := shortOpts
-	o.TaskQueue = RackTaskQueue(r.in.Rack)
-	o.Summary = fmt.Sprintf("end seeding of %d nodes", len(r.provisioned))
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, o), ActivityEndSeeding, r.provisioned).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("end seeding failed; agents stop at their seeding time limit", "rack", r.in.Rack, "error", err)
-	}
 }
 
 func (r *rackRollout) window() int {

@@ -21,16 +21,15 @@ type fleet struct {
 	t       *testing.T
 	env     *testsuite.TestWorkflowEnvironment
 	mu      sync.Mutex
-	runs    map[string]string   // node → run ID of its install profile
-	started []string            // nodes in power-cycle order
-	silent  map[string]bool     // nodes that never check in
-	undone  []string            // nodes whose root was destroyed
-	seeded  map[string][]string // task queue → nodes whose seeding EndSeeding ended
+	runs    map[string]string // node → run ID of its install profile
+	started []string          // nodes in power-cycle order
+	silent  map[string]bool   // nodes that never check in
+	undone  []string          // nodes whose root was destroyed
 }
 
 func newFleet(t *testing.T, silent ...string) *fleet {
 	var s testsuite.WorkflowTestSuite
-	f := &fleet{t: t, env: s.NewTestWorkflowEnvironment(), runs: map[string]string{}, silent: map[string]bool{}, seeded: map[string][]string{}}
+	f := &fleet{t: t, env: s.NewTestWorkflowEnvironment(), runs: map[string]string{}, silent: map[string]bool{}}
 	for _, n := range silent {
 		f.silent[n] = true
 	}
@@ -95,13 +94,6 @@ func newFleet(t *testing.T, silent ...string) *fleet {
 		return nil
 	})
 	reg(ActivityUnexport, func(context.Context, string) error { return nil })
-	reg(ActivityEndSeeding, func(ctx context.Context, nodes []string) error {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		q := activity.GetInfo(ctx).TaskQueue
-		f.seeded[q] = append(f.seeded[q], nodes...)
-		return nil
-	})
 	reg(ActivityDestroyRoot, func(_ context.Context, node string) error {
 		f.mu.Lock()
 		f.undone = append(f.undone, node)
@@ -161,33 +153,6 @@ func TestRolloutTwoRacks(t *testing.T) {
 	var evs []NodeEvent
 	if err := v.Get(&evs); err != nil || len(evs) != 2 || evs[0].Seq != 5 || !evs[1].OK {
 		t.Errorf("events after 4 = %+v, %v", evs, err)
-	}
-}
-
-// TestRolloutEndsSeeding: when a rack's share ends, its worker (the rack
-// queue) is told to end the seeding of the nodes provisioned in it, and of
-// no others (a failed node's export was undone already).
-func TestRolloutEndsSeeding(t *testing.T) {
-	f := newFleet(t, "r02n02")
-	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01", "r02"}}, Window: 3, MaxFailures: FailureBudget{Count: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.State != RolloutCompleted || len(res.Provisioned) != 5 {
-		t.Fatalf("result = %+v", res)
-	}
-	for q, want := range map[string][]string{
-		RackTaskQueue("r01"): {"r01n01", "r01n02", "r01n03"},
-		RackTaskQueue("r02"): {"r02n01", "r02n03"},
-	} {
-		got := slices.Clone(f.seeded[q])
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Errorf("EndSeeding on %s for %v, want %v", q, got, want)
-		}
-	}
-	if len(f.seeded) != 2 {
-		t.Errorf("EndSeeding ran on %d queues: %v", len(f.seeded), f.seeded)
 	}
 }
 
