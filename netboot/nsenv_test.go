@@ -163,11 +163,20 @@ func (n *nsNet) startService(t *testing.T, cfg Config) *nsService {
 
 // helperEnvTFTPRoot, set in the environment of the test binary, makes
 // TestNetbootNSHelper serve that directory over TFTP, in single-port mode
-// when helperEnvTFTPSingle is "1" too (see startTFTPHelper).
+// when helperEnvTFTPSingle is "1" too, with sender anticipation when
+// helperEnvTFTPAnticipate is a window (see startTFTPHelper).
 const (
-	helperEnvTFTPRoot   = "RACKFLOW_NETBOOT_HELPER_TFTP_ROOT"
-	helperEnvTFTPSingle = "RACKFLOW_NETBOOT_HELPER_TFTP_SINGLE"
+	helperEnvTFTPRoot       = "RACKFLOW_NETBOOT_HELPER_TFTP_ROOT"
+	helperEnvTFTPSingle     = "RACKFLOW_NETBOOT_HELPER_TFTP_SINGLE"
+	helperEnvTFTPAnticipate = "RACKFLOW_NETBOOT_HELPER_TFTP_ANTICIPATE"
 )
+
+// tftpMode is how the TFTP helper serves: Config.TFTPSinglePort and
+// Config.TFTPAnticipate.
+type tftpMode struct {
+	singlePort bool
+	anticipate uint
+}
 
 // startTFTPHelper serves root over TFTP on nsServerIP:69 from a process that
 // lives wholly inside the server namespace, as a production service would:
@@ -179,11 +188,12 @@ const (
 // InterfaceByIndex) from such a thread too, i.e. among the host's
 // interfaces, which caps blksize by the wrong MTU. The helper's log goes to
 // the returned buffer; cleanup closes its stdin, which stops it.
-func (n *nsNet) startTFTPHelper(t *testing.T, root string, singlePort bool) *syncBuffer {
+func (n *nsNet) startTFTPHelper(t *testing.T, root string, mode tftpMode) *syncBuffer {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", n.server, os.Args[0], "-test.run=^TestNetbootNSHelper$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnvTFTPRoot+"="+root)
-	if singlePort {
+	cmd.Env = append(os.Environ(), helperEnvTFTPRoot+"="+root,
+		helperEnvTFTPAnticipate+"="+strconv.FormatUint(uint64(mode.anticipate), 10))
+	if mode.singlePort {
 		cmd.Env = append(cmd.Env, helperEnvTFTPSingle+"=1")
 	}
 	log := &syncBuffer{}
@@ -243,10 +253,15 @@ func TestNetbootNSHelper(t *testing.T) {
 	if root == "" {
 		return
 	}
+	anticipate, err := strconv.ParseUint(os.Getenv(helperEnvTFTPAnticipate), 10, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := New(Config{
 		TFTPAddr:       nsServerIP + ":69",
 		TFTPRoot:       root,
 		TFTPSinglePort: os.Getenv(helperEnvTFTPSingle) == "1",
+		TFTPAnticipate: uint(anticipate),
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

@@ -43,6 +43,8 @@ func TestNewConfigErrors(t *testing.T) {
 		{"TFTP from the iPXE dir only", func(c *Config) { c.TFTPRoot, c.IPXEDir = "", dir }, ""},
 		{"TFTP root missing", func(c *Config) { c.TFTPRoot = filepath.Join(dir, "missing") }, "TFTPRoot"},
 		{"TFTP root is a file", func(c *Config) { c.TFTPRoot = file }, "TFTPRoot"},
+		{"TFTP anticipation at the library's cap", func(c *Config) { c.TFTPAnticipate = MaxTFTPAnticipate }, ""},
+		{"TFTP anticipation over the cap", func(c *Config) { c.TFTPAnticipate = MaxTFTPAnticipate + 1 }, "TFTPAnticipate 61"},
 		{"artifacts missing", func(c *Config) { c.ArtifactsDir = filepath.Join(dir, "missing") }, "ArtifactsDir"},
 		{"HTTP without StoreDir", func(c *Config) { c.StoreDir = "" }, "StoreDir"},
 		{"short key", func(c *Config) { c.CheckInKey = []byte("short") }, "CheckInKey"},

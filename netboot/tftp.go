@@ -21,7 +21,8 @@ import (
 //
 // The client may negotiate blksize (RFC 2348) and tsize (RFC 2349, set from
 // the file size); pin/tftp v3.1.0 has no RFC 7440 windowsize, so every block
-// is acknowledged (its non-standard "anticipate" mode is not used).
+// is acknowledged; with anticipate > 1 the library's sender anticipation
+// sends that many blocks before waiting for their ACKs (Config.TFTPAnticipate).
 //
 // A request is refused with a TFTP error when the name is empty, absolute,
 // contains a ".." element, a backslash or a NUL, names something other than
@@ -38,12 +39,17 @@ type tftpServer struct {
 	root       string // "" → ipxeDir only
 	ipxeDir    string // "" → none
 	singlePort bool   // see Config.TFTPSinglePort
+	anticipate uint   // see Config.TFTPAnticipate
 	log        *slog.Logger
 	obs        *instruments // nil records nothing
 }
 
 // maxTFTPBlockSize is the largest blksize of RFC 2348.
 const maxTFTPBlockSize = 65464
+
+// MaxTFTPAnticipate is the largest Config.TFTPAnticipate, pin/tftp's own
+// cap on the sender-anticipation window, in blocks.
+const MaxTFTPAnticipate = 60
 
 // tftpTimeout is the per-datagram retransmission timeout of the server.
 const tftpTimeout = 2 * time.Second
@@ -59,6 +65,7 @@ func (t *tftpServer) newServer() *tftp.Server {
 	if t.singlePort {
 		srv.EnableSinglePort()
 	}
+	srv.SetAnticipate(t.anticipate)
 	return srv
 }
 

@@ -205,6 +205,7 @@ func netbootCommand() *cli.Command {
 			&cli.StringFlag{Name: "server-ip", Usage: "address nodes reach this service at (next-server)"},
 			&cli.StringFlag{Name: "tftp-root", Usage: "directory served read-only over TFTP before the iPXE directory (empty: the iPXE directory only)"},
 			&cli.StringFlag{Name: "ipxe-dir", Value: netboot.DefaultIPXEDir, Usage: "iPXE boot images served over TFTP by base name (Debian's ipxe package)"},
+			&cli.UintFlag{Name: "tftp-anticipate", Usage: "send this many TFTP data blocks before waiting for their ACKs (pin/tftp's experimental sender anticipation, 2..60; every block is still ACKed, nothing is negotiated); 0: lockstep, RFC 1350"},
 			&cli.StringFlag{Name: "artifacts", Value: "/var/lib/rackflow/artifacts", Usage: "kernels and initrds served at /artifacts/"},
 			&cli.StringFlag{Name: "dhcp-mode", Value: netboot.DHCPModeReservation, Usage: "reservation (authoritative: reservations and the racks' pools) or proxy (proxyDHCP beside a site DHCP server: PXE boot information only)"},
 			&cli.StringFlag{Name: "pxe", Usage: "proxy mode: PXE boot-server listen address (default: --dhcp's host, port 4011)"},
@@ -233,7 +234,7 @@ func netbootCommand() *cli.Command {
 				DHCPMode: c.String("dhcp-mode"), PXEAddr: pxe, Subnets: subnets, DHCPStateDir: c.String("dhcp-state"),
 				DHCPAddr: c.String("dhcp"), TFTPAddr: c.String("tftp"), HTTPAddr: c.String("http"),
 				ServerIP: c.String("server-ip"), TFTPRoot: c.String("tftp-root"), IPXEDir: c.String("ipxe-dir"),
-				ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
+				TFTPAnticipate: c.Uint("tftp-anticipate"), ArtifactsDir: c.String("artifacts"), StoreDir: filepath.Clean(c.String("netboot-store")),
 				CheckInKey: key, Reservations: inventory.NewReloading(inv, log), Signaler: cl, Identifier: cl, Logger: log,
 				Tracker: swarm.NewTracker(0), // announces of the worker's seeder and the nodes
 			})

@@ -14,7 +14,10 @@
 //     serving the same file (32 MiB) to the same client, curl, blksize 1468
 //     (RFC 2348) negotiated with both: MB/s (10^6 bytes) of one stream
 //     (median of 5 runs each, the servers alternating) and of 64 concurrent
-//     transfers (curl --parallel), and the ratio rackflow / in.tftpd.
+//     transfers (curl --parallel), and the ratio rackflow / in.tftpd; both
+//     lockstep (RFC 1350). A third column is rackflow with pin/tftp's sender
+//     anticipation (8 blocks before waiting for ACKs; the same options
+//     negotiated, see netboot.Config.TFTPAnticipate) and its ratio.
 //   - DHCP: full DORA exchanges per second, rackflow vs dnsmasq (--no-daemon
 //     --conf-file=/dev/null, --dhcp-hostsfile with the same reservations,
 //     --no-ping), once with its lease file (as deployed: dnsmasq rewrites it
@@ -268,13 +271,15 @@ func (r report) print(w io.Writer) {
 	defer tw.Flush()
 	fmt.Fprintf(tw, "netboot benchmark: veth pair between two namespaces, MTU %d; MB = 10^6 bytes\n", mtu)
 	if r.tftpDone {
-		fmt.Fprintf(tw, "TFTP, %d MiB file, curl, blksize %d (median of runs)\trackflow\tin.tftpd (tftp-hpa)\tratio\n", r.tftp.size>>20, r.tftp.blksize)
+		fmt.Fprintf(tw, "TFTP, %d MiB file, curl, blksize %d (median of runs)\trackflow\tin.tftpd (tftp-hpa)\tratio\trackflow, anticipate %d\tratio\n",
+			r.tftp.size>>20, r.tftp.blksize, tftpAnticipate)
 		for _, p := range r.tftp.points {
 			what := "1 stream"
 			if p.streams > 1 {
 				what = fmt.Sprintf("%d concurrent", p.streams)
 			}
-			fmt.Fprintf(tw, "  %s, MB/s (%d runs each)\t%.1f\t%.1f\t%.2f\n", what, p.reps, p.rackflow, p.tftpd, p.rackflow/p.tftpd)
+			fmt.Fprintf(tw, "  %s, MB/s (%d runs each)\t%.1f\t%.1f\t%.2f\t%.1f\t%.2f\n", what, p.reps, p.rackflow, p.tftpd, p.rackflow/p.tftpd,
+				p.anticipate, p.anticipate/p.tftpd)
 		}
 	}
 	if r.dhcpDone {

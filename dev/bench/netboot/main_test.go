@@ -37,8 +37,8 @@ func TestQuickRun(t *testing.T) {
 	out := stdout.String()
 	t.Logf("table:\n%s", out)
 	for _, re := range []string{
-		`(?m)^  1 stream, MB/s \(3 runs each\) +\d+\.\d +\d+\.\d +\d+\.\d\d$`,
-		`(?m)^  8 concurrent, MB/s \(1 runs each\) +\d+\.\d +\d+\.\d +\d+\.\d\d$`,
+		`(?m)^  1 stream, MB/s \(3 runs each\) +\d+\.\d +\d+\.\d +\d+\.\d\d +\d+\.\d +\d+\.\d\d$`,
+		`(?m)^  8 concurrent, MB/s \(1 runs each\) +\d+\.\d +\d+\.\d +\d+\.\d\d +\d+\.\d +\d+\.\d\d$`,
 		`(?m)^  exchanges/s +[1-9]\d* +[1-9]\d* +\d+\.\d\d$`,
 		`(?m)^  p99 latency, ms +\d+\.\d\d +\d+\.\d\d`,
 		`(?m)^  failed exchanges +0 +0`,

@@ -54,9 +54,9 @@ func runRole(role string, args []string) int {
 // readyLine is what a role prints on stdout once it serves.
 const readyLine = "bench-role ready"
 
-// serverRole runs the netboot service on serverIP (DHCP on 0.0.0.0:67,
-// TFTP :69, HTTP :8880) with a reservation for each of -macs simulated
-// clients, until its stdin closes.
+// serverRole runs the netboot service (by default DHCP on 0.0.0.0:67, TFTP
+// on serverIP:69, HTTP on serverIP:8880; "" turns one off) with a
+// reservation for each of -macs simulated clients, until its stdin closes.
 func serverRole(args []string) error {
 	fs := flag.NewFlagSet(roleServer, flag.ContinueOnError)
 	macs := fs.Int("macs", 0, "reservations for simulated clients 0..macs-1")
@@ -65,6 +65,10 @@ func serverRole(args []string) error {
 	store := fs.String("store", "", "boot-profile store")
 	logPath := fs.String("log", "", "log file")
 	debug := fs.Bool("debug", false, "log at Debug level (every request), not Info")
+	dhcpAddr := fs.String("dhcp", "0.0.0.0:67", "DHCP listen address")
+	tftpAddr := fs.String("tftp", serverIP+":69", "TFTP listen address")
+	httpAddr := fs.String("http", serverIP+":8880", "HTTP listen address")
+	anticipate := fs.Uint("tftp-anticipate", 0, "netboot.Config.TFTPAnticipate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,8 +89,8 @@ func serverRole(args []string) error {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	svc, err := netboot.New(netboot.Config{
-		DHCPAddr: "0.0.0.0:67", TFTPAddr: serverIP + ":69", HTTPAddr: serverIP + ":8880", ServerIP: serverIP,
-		TFTPRoot: *tftpRoot, ArtifactsDir: *artifacts, StoreDir: *store,
+		DHCPAddr: *dhcpAddr, TFTPAddr: *tftpAddr, HTTPAddr: *httpAddr, ServerIP: serverIP,
+		TFTPRoot: *tftpRoot, TFTPAnticipate: *anticipate, ArtifactsDir: *artifacts, StoreDir: *store,
 		CheckInKey: key, Reservations: res, Signaler: refuseCheckIns{},
 		Logger: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: level})),
 	})
@@ -102,7 +106,7 @@ func serverRole(args []string) error {
 		cancel()
 		return err
 	}
-	if svc.HTTPAddr() == "" {
+	if svc.HTTPAddr() == "" && svc.TFTPAddr() == "" { // Ready after a failed bind
 		cancel()
 		return <-done
 	}

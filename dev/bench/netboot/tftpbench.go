@@ -28,8 +28,17 @@ func (r tftpRun) mbps() float64 { return float64(r.bytes) / 1e6 / r.wall.Seconds
 // tftpPoint is one row: the median MB/s of each server over reps runs.
 type tftpPoint struct {
 	streams, reps   int
-	rackflow, tftpd float64 // MB/s
+	rackflow, tftpd float64 // MB/s, lockstep both
+	anticipate      float64 // MB/s, rackflow with sender anticipation
 }
+
+// tftpAnticipate is the window of the anticipating rackflow server, in
+// blocks (netboot.Config.TFTPAnticipate).
+const tftpAnticipate = 8
+
+// anticipatePort is the anticipating rackflow server's TFTP port, on
+// serverIP beside the lockstep one's 69.
+const anticipatePort = "6969"
 
 // tftpComparison is the TFTP part of the table.
 type tftpComparison struct {
@@ -39,9 +48,11 @@ type tftpComparison struct {
 }
 
 // benchTFTP serves file (size bytes, in root) from rackflow's TFTP server
-// on serverIP and from tftp-hpa's in.tftpd on tftpdIP, both running in the
-// server namespace over the same root, and downloads it with curl from the
-// client namespace: for each entry of streams, that many concurrent
+// on serverIP and from tftp-hpa's in.tftpd on tftpdIP, both lockstep (RFC
+// 1350: every block waits for its ACK), and from a second rackflow server
+// with sender anticipation (tftpAnticipate blocks, on anticipatePort), all
+// running in the server namespace over the same root, and downloads it
+// with curl from the client namespace: for each entry of streams, that many concurrent
 // transfers (curl --parallel, one process), blksize negotiated (RFC 2348)
 // the same for both. Runs alternate between the servers (which goes first
 // alternates too), reps[i] times each, and the median counts: the host's
@@ -53,6 +64,12 @@ func benchTFTP(ctx context.Context, n *testNet, work, root, file string, size in
 		return cmp, err
 	}
 	defer func() { _ = srv.stop() }()
+	ant, err := startRackflow(ctx, n, work, "tftp-anticipate", 0, stderr, "-dhcp", "", "-http", "",
+		"-tftp", serverIP+":"+anticipatePort, "-tftp-anticipate", strconv.Itoa(tftpAnticipate))
+	if err != nil {
+		return cmp, err
+	}
+	defer func() { _ = ant.stop() }()
 	// in.tftpd: foreground, listening, chrooted to the same root (-s), as
 	// the tftp user the package creates (files 0644).
 	tftpd := cmdIn(ctx, n.server, "in.tftpd", "--foreground", "--listen", "--address", tftpdIP+":69", "--secure", root)
@@ -67,7 +84,7 @@ func benchTFTP(ctx context.Context, n *testNet, work, root, file string, size in
 	if err := waitUDPListener(ctx, n.server, tftpdIP+":69"); err != nil {
 		return cmp, fmt.Errorf("in.tftpd: %w", err)
 	}
-	servers := []struct{ name, ip string }{{"rackflow", serverIP}, {"in.tftpd", tftpdIP}}
+	servers := []struct{ name, ip string }{{"rackflow", serverIP}, {"in.tftpd", tftpdIP}, {"anticipate", serverIP + ":" + anticipatePort}}
 	for _, s := range servers { // warm: page cache, first-transfer costs
 		if _, err := curlTFTP(ctx, n, s.ip, file, size, blksize, 1); err != nil {
 			return cmp, fmt.Errorf("%s: %w", s.name, err)
@@ -86,7 +103,7 @@ func benchTFTP(ctx context.Context, n *testNet, work, root, file string, size in
 			}
 		}
 		cmp.points = append(cmp.points, tftpPoint{streams: st, reps: reps[i],
-			rackflow: median(mbps["rackflow"]), tftpd: median(mbps["in.tftpd"])})
+			rackflow: median(mbps["rackflow"]), tftpd: median(mbps["in.tftpd"]), anticipate: median(mbps["anticipate"])})
 	}
 	return cmp, nil
 }
@@ -101,7 +118,7 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// curlTFTP downloads file from server streams times at once with one curl
+// curlTFTP downloads file from server ("ip" or "ip:port") streams times at once with one curl
 // process in the client namespace, checking every transfer received size
 // bytes.
 func curlTFTP(ctx context.Context, n *testNet, server, file string, size int64, blksize, streams int) (tftpRun, error) {
