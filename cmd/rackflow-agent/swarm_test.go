@@ -29,7 +29,7 @@ func swarmRig(t *testing.T, r *agentRig, infoHash func(real string) string, seed
 	var torrent []byte
 	mux := http.NewServeMux()
 	mux.Handle("GET /announce", tracker)
-	mux.HandleFunc("GET /torrents/r01n01.torrent", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(torrent) })
+	mux.HandleFunc("GET /torrents/r01n01/run-1.torrent", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(torrent) })
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: srv.URL + "/announce"})
@@ -48,7 +48,7 @@ func swarmRig(t *testing.T, r *agentRig, infoHash func(real string) string, seed
 	if infoHash != nil {
 		ih = infoHash(ih)
 	}
-	return r.args(netboot.ArgTorrent+"="+srv.URL+"/torrents/r01n01.torrent", netboot.ArgInfoHash+"="+ih,
+	return r.args(netboot.ArgTorrent+"="+srv.URL+"/torrents/r01n01/run-1.torrent", netboot.ArgInfoHash+"="+ih,
 		netboot.ArgSeedFor+"="+seedFor.String(), netboot.ArgUpload+"=0")
 }
 
