@@ -43,8 +43,13 @@ type BootStore interface {
 	PutRackProfile(rack string, p netboot.Profile) error
 	DeleteRackProfile(rack string) error
 	Export(node, dir string) error
-	Unexport(node string) error // also removes the node's .torrent
-	PutTorrent(node string, data []byte) error
+	Unexport(node string) error // also removes the .torrents of all the node's runs
+	// PutTorrent publishes the .torrent of node's export by workflow run
+	// run at netboot.TorrentPath(node, run); DeleteTorrent withdraws it
+	// (a missing one is fine). Bad names are errors wrapping
+	// netboot.ErrInvalidName.
+	PutTorrent(node, run string, data []byte) error
+	DeleteTorrent(node, run string) error
 }
 
 // Swarm seeds exported images over BitTorrent (implemented by
@@ -245,8 +250,11 @@ func (a *Activities) DestroyRoot(ctx context.Context, node string) error {
 // Export publishes node's root at the netboot HTTP service and returns the
 // URL of its image file; with a Swarm it also seeds the image (hashing it
 // into pieces the first time its digest is seen, heartbeating meanwhile)
-// and publishes the .torrent at /torrents/<node>.torrent. A missing, empty
-// or unreadable image file is a non-retryable ImageUnusable error.
+// and publishes the .torrent at /torrents/<node>/<run>.torrent, run being
+// the workflow run that calls Export: a retry rewrites the same file, a
+// later run of the node writes another, so ending this run's seeding
+// (EndSeeding) never withdraws a newer export's. A missing, empty or
+// unreadable image file is a non-retryable ImageUnusable error.
 func (a *Activities) Export(ctx context.Context, node string) (workflows.ExportResult, error) {
 	root, err := a.Images.Root(ctx, node)
 	if err != nil {
@@ -275,10 +283,11 @@ func (a *Activities) Export(ctx context.Context, node string) (workflows.ExportR
 	if err != nil {
 		return workflows.ExportResult{}, fmt.Errorf("export %s: %w", node, err)
 	}
-	if err := a.Boot.PutTorrent(node, data); err != nil {
+	run := activity.GetInfo(ctx).WorkflowExecution.RunID
+	if err := a.Boot.PutTorrent(node, run, data); err != nil {
 		return workflows.ExportResult{}, fmt.Errorf("export %s: %w", node, err)
 	}
-	res.TorrentURL = a.HTTPBase + "/torrents/" + node + ".torrent"
+	res.TorrentURL = a.HTTPBase + netboot.TorrentPath(node, run)
 	res.InfoHash = mi.HashInfoBytes().HexString()
 	return res, nil
 }
@@ -309,8 +318,8 @@ func (a *Activities) exportURL(root imagestore.Root) string {
 	return a.HTTPBase + "/exports/" + root.Node + "/" + filepath.Base(root.File)
 }
 
-// Unexport withdraws node's export and .torrent, and stops seeding its
-// copy (idempotent).
+// Unexport withdraws node's export and the .torrents of all its runs, and
+// stops seeding its copy (idempotent).
 func (a *Activities) Unexport(ctx context.Context, node string) error {
 	if a.Swarm != nil {
 		a.Swarm.Stop(node)
@@ -318,6 +327,30 @@ func (a *Activities) Unexport(ctx context.Context, node string) error {
 	if err := a.Boot.Unexport(node); err != nil {
 		return fmt.Errorf("unexport %s: %w", node, err)
 	}
+	return nil
+}
+
+// EndSeeding tells the agents of the exports in torrents that the rollout
+// no longer needs them to seed (HaDeS: nodes seed while the rollout is in
+// progress): it withdraws exactly those runs' .torrents, and the agents,
+// which check theirs while they seed (swarm.KeepSeeding), stop within a
+// poll interval instead of at their SeedFor limit. A newer export of the
+// same node has its own run's .torrent and is untouched; so are the
+// exports and this worker's seeding (Unexport stops that). Idempotent; an
+// invalid node or run name is a non-retryable InvalidName error before
+// anything is withdrawn.
+func (a *Activities) EndSeeding(ctx context.Context, torrents []workflows.Torrent) error {
+	for _, t := range torrents {
+		if err := errors.Join(netboot.ValidName(t.Node), netboot.ValidRun(t.Run)); err != nil {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("end seeding: %v", err), workflows.ErrInvalidName, err)
+		}
+	}
+	for _, t := range torrents {
+		if err := a.Boot.DeleteTorrent(t.Node, t.Run); err != nil {
+			return fmt.Errorf("end seeding of %s (run %s): %w", t.Node, t.Run, err)
+		}
+	}
+	a.Log.Info("seeding ended", "exports", len(torrents))
 	return nil
 }
 

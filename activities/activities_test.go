@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -271,8 +271,9 @@ func TestPowerOffErrors(t *testing.T) {
 	wantType(t, err, workflows.ErrUnknownNode)
 }
 
-// TestExportSwarm: with a real seeder, Export publishes a .torrent whose
-// info hash and web seed the boot profile carries; Unexport withdraws it.
+// TestExportSwarm: with a real seeder, Export publishes its run's .torrent
+// whose info hash and web seed the boot profile carries (a retry rewrites
+// the same file); Unexport withdraws it.
 func TestExportSwarm(t *testing.T) {
 	f := newFixture(t, "right")
 	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: "http://127.0.0.1:8880/announce"})
@@ -284,15 +285,20 @@ func TestExportSwarm(t *testing.T) {
 	if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
 		t.Fatal(err)
 	}
-	v, err := f.env.ExecuteActivity(f.acts.Export, "r01n01")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var exp workflows.ExportResult
-	if err := v.Get(&exp); err != nil || exp.TorrentURL != "http://127.0.0.1:8880/torrents/r01n01.torrent" || !swarm.ValidInfoHash(exp.InfoHash) {
-		t.Fatalf("export = %+v, %v", exp, err)
+	for range 2 { // a retried Export
+		v, err := f.env.ExecuteActivity(f.acts.Export, "r01n01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Get(&exp); err != nil || exp.TorrentURL != "http://127.0.0.1:8880/torrents/r01n01/"+testRun+".torrent" || !swarm.ValidInfoHash(exp.InfoHash) {
+			t.Fatalf("export = %+v, %v", exp, err)
+		}
 	}
-	data, err := os.ReadFile(filepath.Join(f.boot.TorrentsDir(), "r01n01.torrent"))
+	if files := torrentFiles(t, f.boot); !slices.Equal(files, []string{"r01n01/" + testRun + ".torrent"}) {
+		t.Fatalf(".torrents %v, want the run's only", files)
+	}
+	data, err := os.ReadFile(filepath.Join(f.boot.TorrentsDir(), "r01n01", testRun+".torrent"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,11 +322,85 @@ func TestExportSwarm(t *testing.T) {
 	if _, err := f.env.ExecuteActivity(f.acts.Unexport, "r01n01"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(f.boot.TorrentsDir(), "r01n01.torrent")); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("torrent after Unexport: %v", err)
+	if files := torrentFiles(t, f.boot); len(files) != 0 {
+		t.Fatalf(".torrents after Unexport: %v", files)
 	}
 	if _, ok := seeder.Stats(exp.Digest); ok {
 		t.Fatal("still seeding after Unexport")
+	}
+}
+
+// testRun is the workflow run ID the SDK's activity test environment gives
+// every activity.
+const testRun = "default-test-run-id"
+
+// torrentFiles lists the store's .torrents as "<node>/<file>", sorted.
+func torrentFiles(t *testing.T, boot *netboot.Store) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(boot.TorrentsDir(), "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range files {
+		files[i] = filepath.Base(filepath.Dir(f)) + "/" + filepath.Base(f)
+	}
+	return files
+}
+
+// TestEndSeeding: ending a run's seeding withdraws that run's .torrent
+// only: a newer run's .torrent of the same node, the export and the
+// worker's seeding stay. It is idempotent and refuses a bad node or run
+// name before withdrawing anything.
+func TestEndSeeding(t *testing.T) {
+	f := newFixture(t, "right")
+	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: "http://127.0.0.1:8880/announce"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seeder.Close()
+	f.acts.Swarm = seeder
+	if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.env.ExecuteActivity(f.acts.Export, "r01n01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp workflows.ExportResult
+	if err := v.Get(&exp); err != nil {
+		t.Fatal(err)
+	}
+	// A newer operation on the node (another rollout) exported it again.
+	const newer = "0193f6a2-6c1e-7d0b-9a4e-3f1c2b5d8e02"
+	if err := f.boot.PutTorrent("r01n01", newer, []byte("d4:infod6:lengthi1eee")); err != nil {
+		t.Fatal(err)
+	}
+	ours := workflows.Torrent{Node: "r01n01", Run: testRun}
+	both := []string{"r01n01/" + newer + ".torrent", "r01n01/" + testRun + ".torrent"}
+
+	for _, bad := range []workflows.Torrent{{Node: "../x", Run: testRun}, {Node: "r01n01", Run: "../" + newer}, {Node: "r01n01", Run: ""}, {Node: "r01n01", Run: "x.torrent"}} {
+		_, err = f.env.ExecuteActivity(f.acts.EndSeeding, []workflows.Torrent{ours, bad})
+		wantType(t, err, workflows.ErrInvalidName)
+		if files := torrentFiles(t, f.boot); !slices.Equal(files, both) {
+			t.Fatalf("a refused EndSeeding(%+v) left %v, want %v", bad, files, both)
+		}
+	}
+	for i := range 2 { // the second call finds nothing to do
+		if _, err := f.env.ExecuteActivity(f.acts.EndSeeding, []workflows.Torrent{ours}); err != nil {
+			t.Fatalf("EndSeeding #%d: %v", i+1, err)
+		}
+	}
+	if files := torrentFiles(t, f.boot); !slices.Equal(files, []string{"r01n01/" + newer + ".torrent"}) {
+		t.Fatalf(".torrents after EndSeeding: %v, want the newer run's only", files)
+	}
+	if _, ok := seeder.Stats(exp.Digest); !ok {
+		t.Error("EndSeeding stopped the worker's seeding (a newer export's)")
+	}
+	if _, err := f.boot.ExportDir("r01n01"); err != nil {
+		t.Errorf("EndSeeding withdrew the export: %v", err)
+	}
+	if _, err := f.env.ExecuteActivity(f.acts.EndSeeding, []workflows.Torrent(nil)); err != nil {
+		t.Errorf("EndSeeding of nothing: %v", err)
 	}
 }
 

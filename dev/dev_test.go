@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -24,6 +25,7 @@ import (
 	"github.com/rackflow/rackflow/activities/imagestore"
 	"github.com/rackflow/rackflow/dev/vrack"
 	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/netboot/swarm"
 	"github.com/rackflow/rackflow/workflows"
 )
 
@@ -56,7 +58,8 @@ func startEnv(ctx context.Context, t *testing.T, nodes int, checkIn time.Duratio
 // TestProvisionVirtualRack provisions 4 virtual nodes through the real
 // embedded Temporal server, worker, netboot service and Redfish emulators,
 // then checks through the Temporal API that 4 Provision workflows completed
-// with the right search attributes.
+// with the right search attributes, and that the rollout's end withdrew
+// their runs' .torrents, which stopped the nodes' seeding.
 func TestProvisionVirtualRack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -91,10 +94,14 @@ func TestProvisionVirtualRack(t *testing.T) {
 		digest = root.Digest
 	}
 	// The swarm is the default transport: every node downloaded through
-	// it, and the four exports share one torrent.
+	// it, and the four exports share one torrent, which the worker still
+	// seeds (until the nodes are unexported).
 	seeded, ok := env.Seeder.Stats(digest)
 	if !ok || seeded.Sources != 4 {
 		t.Fatalf("seeder stats of %s: %+v, %v; want 4 exports seeded", digest, seeded, ok)
+	}
+	if got := httpRequests(t, env.Netboot.Metrics(), "GET /torrents/{node}/{file}", "200"); got < 4 {
+		t.Errorf("%v .torrent downloads, want at least one per node", got)
 	}
 	for _, n := range env.Rack.Nodes() {
 		var image *vrack.Event
@@ -124,6 +131,34 @@ func TestProvisionVirtualRack(t *testing.T) {
 	if got := len(resp.GetExecutions()); got != 4 {
 		t.Fatalf("%d completed Provision workflows in rack r01, want 4", got)
 	}
+	// When the rack's share of the rollout ended, the seeding ended
+	// (EndSeeding): each Provision run's .torrent is withdrawn, and every
+	// virtual node's agent, which polls it, stopped seeding for that reason.
+	for _, e := range resp.GetExecutions() {
+		var res workflows.ProvisionResult
+		id, runID := e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId()
+		if err := env.Client.Temporal().GetWorkflow(ctx, id, runID).Get(ctx, &res); err != nil {
+			t.Fatal(err)
+		}
+		if want := (workflows.Torrent{Node: res.Node, Run: runID}); res.Torrent != want {
+			t.Errorf("%s: torrent %+v, want %+v", id, res.Torrent, want)
+		}
+		hr, err := http.Head(env.Netboot.HTTPBase() + netboot.TorrentPath(res.Node, runID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr.Body.Close()
+		if hr.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: .torrent after the rollout: HTTP %d, want 404 (withdrawn)", res.Node, hr.StatusCode)
+		}
+	}
+	for _, n := range env.Rack.Nodes() {
+		st, err := n.WaitFor(ctx, func(s vrack.NodeState) bool { return s.SeedStop != "" })
+		if err != nil || st.SeedStop != swarm.StopWithdrawn {
+			t.Errorf("%s: seeding stopped %q, %v; want %q", n.Name(), st.SeedStop, err, swarm.StopWithdrawn)
+		}
+	}
+
 	dc := converter.GetDefaultDataConverter()
 	for _, e := range resp.GetExecutions() {
 		if e.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_COMPLETED {
@@ -176,6 +211,7 @@ func TestProvisionVirtualRack(t *testing.T) {
 	if err != nil || len(st) != 4 || st[0].Phase != "provisioned" || st[0].Version != "v2" {
 		t.Errorf("status = %+v, %v", st, err)
 	}
+	saveHistory(t, env, workflows.RackRolloutWorkflowID(sum.RolloutID, "r01"), "rackrollout-end-seeding.json")
 }
 
 var recordHistory = flag.String("record-history", "", "write the histories of the integration tests' workflows into this directory (replay test data)")
@@ -240,4 +276,29 @@ func TestNodeThatNeverChecksIn(t *testing.T) {
 	saveHistory(t, env, workflows.RolloutWorkflowID(sum.RolloutID), "rollout-one-failure.json")
 	saveHistory(t, env, workflows.RackRolloutWorkflowID(sum.RolloutID, "r01"), "rackrollout-one-failure.json")
 	saveHistory(t, env, workflows.RackLimiterWorkflowID("r01"), "racklimiter-running.json")
+}
+
+// httpRequests is the netboot service's count of HTTP requests answered on
+// route (the ServeMux pattern) with code, from its /metrics registry.
+func httpRequests(t *testing.T, g prometheus.Gatherer, route, code string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "rackflow_netboot_http_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["route"] == route && labels["code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

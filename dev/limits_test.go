@@ -148,11 +148,13 @@ func maxConcurrent(spans []span) int {
 // inFlight is each Provision run's span on its rack: from its first rack
 // activity (the clone, after the in-flight permit was granted) to its last
 // (the final boot profile, or the last undo), before the permit returns.
+// A RackRollout's own rack activity (EndSeeding, after its nodes ended) is
+// no node in flight.
 func inFlight(spans []span, rack string) []span {
 	byRun := map[string]*span{}
 	var runs []string
 	for _, s := range spans {
-		if s.Queue != workflows.RackTaskQueue(rack) {
+		if s.Queue != workflows.RackTaskQueue(rack) || s.Activity == workflows.ActivityEndSeeding {
 			continue
 		}
 		r, ok := byRun[s.Run]

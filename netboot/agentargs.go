@@ -23,7 +23,7 @@ type AgentArgs struct {
 	// Swarm transport (package netboot/swarm), all optional: with
 	// TorrentURL and InfoHash the agent downloads through BitTorrent with
 	// ImageURL as the web seed; without them, over plain HTTP.
-	TorrentURL string        // rackflow.torrent=http://127.0.0.1:8880/torrents/r01n01.torrent
+	TorrentURL string        // rackflow.torrent=http://127.0.0.1:8880/torrents/r01n01/<run>.torrent
 	InfoHash   string        // rackflow.infohash=<40 lower-case hex>: the agent refuses a .torrent with another
 	SeedFor    time.Duration // rackflow.seedfor=10m0s: keep seeding this long after checking in (0: stop at once)
 	UploadRate int64         // rackflow.uploadrate=<bytes/s> the node sends to peers at most (0: unlimited)

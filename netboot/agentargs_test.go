@@ -38,7 +38,7 @@ func TestAgentArgsRoundTrip(t *testing.T) {
 
 func TestAgentArgsSwarmRoundTrip(t *testing.T) {
 	a := validAgentArgs()
-	a.TorrentURL = "http://127.0.0.1:8880/torrents/r01n01.torrent"
+	a.TorrentURL = "http://127.0.0.1:8880/torrents/r01n01/run-1.torrent"
 	a.InfoHash = strings.Repeat("0f", 20)
 	a.SeedFor = 90 * time.Second
 	a.UploadRate = 12 << 20

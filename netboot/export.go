@@ -53,14 +53,17 @@ func (s *Store) Export(node, dir string) error {
 	return nil
 }
 
-// Unexport removes node's export link and .torrent; unexporting a node
-// that is not exported is not an error. The exported directory itself is
+// Unexport removes node's export link and the .torrents of all its runs;
+// unexporting a node that is not exported is not an error. The exported directory itself is
 // untouched. Errors wrap ErrInvalidName for a bad node name.
 func (s *Store) Unexport(node string) error {
 	if err := ValidName(node); err != nil {
 		return fmt.Errorf("unexport: %w", err)
 	}
-	if err := os.Remove(filepath.Join(s.TorrentsDir(), node+".torrent")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.RemoveAll(filepath.Join(s.TorrentsDir(), node)); err != nil {
+		return fmt.Errorf("unexport %s: %w", node, err)
+	}
+	if err := syncDir(s.TorrentsDir()); err != nil {
 		return fmt.Errorf("unexport %s: %w", node, err)
 	}
 	link := filepath.Join(s.ExportsDir(), node)

@@ -16,16 +16,16 @@ import (
 
 // httpServer holds the HTTP routes:
 //
-//	GET  /boot/<mac>.ipxe          iPXE script from the MAC's profile (400 bad MAC, 404 no profile)
-//	GET  /discover/<mac>.ipxe      discovery script of an unknown MAC (discoveryScript; 400 bad MAC)
-//	GET  /artifacts/<name>         file under ArtifactsDir (Range, ETag, Last-Modified; 404 otherwise)
-//	GET  /exports/<node>/<file>    file under the node's exported directory (Range, ETag, Last-Modified)
-//	GET  /torrents/<node>.torrent  the .torrent of the node's export (Store.PutTorrent)
-//	GET  /announce                 BitTorrent tracker announce, only with a Tracker
-//	POST /v1/checkin               agent check-in (see checkInHandler)
-//	POST /v1/identify              USB-identify (see identifyHandler), only with an Identifier
-//	GET  /healthz                  200 "ok"
-//	GET  /metrics                  Prometheus metrics (see instruments), only with obs
+//	GET  /boot/<mac>.ipxe                  iPXE script from the MAC's profile (400 bad MAC, 404 no profile)
+//	GET  /discover/<mac>.ipxe              discovery script of an unknown MAC (discoveryScript; 400 bad MAC)
+//	GET  /artifacts/<name>                 file under ArtifactsDir (Range, ETag, Last-Modified; 404 otherwise)
+//	GET  /exports/<node>/<file>            file under the node's exported directory (Range, ETag, Last-Modified)
+//	GET  /torrents/<node>/<run>.torrent    the .torrent of the node's export by run (Store.PutTorrent)
+//	GET  /announce                         BitTorrent tracker announce, only with a Tracker
+//	POST /v1/checkin                       agent check-in (see checkInHandler)
+//	POST /v1/identify                      USB-identify (see identifyHandler), only with an Identifier
+//	GET  /healthz                          200 "ok"
+//	GET  /metrics                          Prometheus metrics (see instruments), only with obs
 //
 // GET routes also answer HEAD. Every request is counted by route and
 // status, and logged with the MAC, node and rack behind the client address
@@ -49,7 +49,7 @@ func (h *httpServer) handler() http.Handler {
 	mux.HandleFunc("GET /discover/{file}", h.discoveryScript)
 	mux.HandleFunc("GET /artifacts/{name...}", h.artifact)
 	mux.HandleFunc("GET /exports/{node}/{file...}", h.export)
-	mux.HandleFunc("GET /torrents/{file}", h.torrent)
+	mux.HandleFunc("GET /torrents/{node}/{file}", h.torrent)
 	if h.tracker != nil {
 		mux.Handle("GET /announce", h.tracker)
 	}
@@ -172,15 +172,19 @@ func (h *httpServer) export(w http.ResponseWriter, r *http.Request) {
 	h.serveRooted(w, r, dir, r.PathValue("file"), h.log.With(id.attrs()...))
 }
 
+// torrent serves /torrents/<node>/<run>.torrent: the .torrent of node's
+// export by workflow run run; 404 for another name, a bad node or run name,
+// or a .torrent withdrawn (Store.DeleteTorrent, Store.Unexport).
 func (h *httpServer) torrent(w http.ResponseWriter, r *http.Request) {
-	node, ok := strings.CutSuffix(r.PathValue("file"), ".torrent")
-	if !ok || ValidName(node) != nil {
+	node := r.PathValue("node")
+	run, ok := strings.CutSuffix(r.PathValue("file"), ".torrent")
+	if !ok || ValidName(node) != nil || ValidRun(run) != nil {
 		http.NotFound(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-bittorrent")
 	w.Header().Set("Cache-Control", "no-store")
-	h.serveRooted(w, r, h.store.TorrentsDir(), node+".torrent", h.log.With("node", node))
+	h.serveRooted(w, r, h.store.TorrentsDir(), node+"/"+run+".torrent", h.log.With("node", node, "run", run))
 }
 
 // serveRooted serves the regular file name under root with

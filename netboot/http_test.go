@@ -275,6 +275,10 @@ func TestHTTPCheckIn(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// TestHTTPTorrentsAndTracker: /torrents/ serves each run's .torrent of a
+// node and nothing else (bad names, traversal, another run, the old
+// one-per-node path); deleting one run's leaves the node's others, and
+// Unexport withdraws them all.
 func TestHTTPTorrentsAndTracker(t *testing.T) {
 	announced := 0
 	env := startService(t, func(c *Config) {
@@ -285,30 +289,59 @@ func TestHTTPTorrentsAndTracker(t *testing.T) {
 		})
 	})
 	base := env.svc.HTTPBase()
-	data := []byte("d4:infod6:lengthi1eee")
-	if err := env.svc.Store().PutTorrent("r01n01", data); err != nil {
+	const run1, run2 = "0193f6a2-6c1e-7d0b-9a4e-3f1c2b5d8e01", "0193f6a2-6c1e-7d0b-9a4e-3f1c2b5d8e02"
+	data1, data2 := []byte("d4:infod6:lengthi1eee"), []byte("d4:infod6:lengthi2eee")
+	st := env.svc.Store()
+	if err := st.PutTorrent("r01n01", run1, data1); err != nil {
 		t.Fatal(err)
 	}
-	if err := env.svc.Store().PutTorrent("../x", data); !errors.Is(err, ErrInvalidName) {
-		t.Fatalf("PutTorrent(../x) = %v, want ErrInvalidName", err)
+	if err := st.PutTorrent("r01n01", run2, data2); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutTorrent("r01n01", run1, data1); err != nil { // a retried export
+		t.Fatal(err)
+	}
+	if got := TorrentPath("r01n01", run1); got != "/torrents/r01n01/"+run1+".torrent" {
+		t.Errorf("TorrentPath = %q", got)
+	}
+	for _, tc := range []struct{ node, run string }{
+		{"../x", run1}, {"", run1}, {"R01N01", run1},
+		{"r01n01", ""}, {"r01n01", "../x"}, {"r01n01", "a/b"}, {"r01n01", "a.b"}, {"r01n01", ".."},
+		{"r01n01", strings.Repeat("a", 65)},
+	} {
+		if err := st.PutTorrent(tc.node, tc.run, data1); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("PutTorrent(%q, %q) = %v, want ErrInvalidName", tc.node, tc.run, err)
+		}
+		if err := st.DeleteTorrent(tc.node, tc.run); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("DeleteTorrent(%q, %q) = %v, want ErrInvalidName", tc.node, tc.run, err)
+		}
 	}
 	for _, tc := range []struct {
 		path   string
 		status int
+		body   []byte
 	}{
-		{"/torrents/r01n01.torrent", 200},
-		{"/torrents/r01n02.torrent", 404},
-		{"/torrents/r01n01", 404},
-		{"/torrents/..%2Fprofiles.torrent", 404},
-		{"/torrents/R01N01.torrent", 404},
-		{"/announce?info_hash=x", 200},
+		{"/torrents/r01n01/" + run1 + ".torrent", 200, data1},
+		{"/torrents/r01n01/" + run2 + ".torrent", 200, data2},
+		{"/torrents/r01n01/" + run1, 404, nil},
+		{"/torrents/r01n01/0193f6a2-0000.torrent", 404, nil},
+		{"/torrents/r01n02/" + run1 + ".torrent", 404, nil},
+		{"/torrents/R01N01/" + run1 + ".torrent", 404, nil},
+		{"/torrents/r01n01.torrent", 404, nil},
+		{"/torrents/r01n01", 404, nil},
+		{"/torrents/r01n01/", 404, nil},
+		{"/torrents/..%2Fprofiles/" + run1 + ".torrent", 404, nil},
+		{"/torrents/r01n01/..%2F..%2Fprofiles.torrent", 404, nil},
+		{"/torrents/r01n01/" + run1 + ".torrent/x", 404, nil},
+		{"/torrents/r01n01/.tmp-x.torrent", 404, nil},
+		{"/announce?info_hash=x", 200, nil},
 	} {
 		resp, body := get(t, base+tc.path, nil)
 		if resp.StatusCode != tc.status {
 			t.Errorf("GET %s: status %d, want %d", tc.path, resp.StatusCode, tc.status)
 		}
-		if tc.path == "/torrents/r01n01.torrent" {
-			equalBytes(t, tc.path, body, data)
+		if tc.body != nil {
+			equalBytes(t, tc.path, body, tc.body)
 			if ct := resp.Header.Get("Content-Type"); ct != "application/x-bittorrent" {
 				t.Errorf("Content-Type %q", ct)
 			}
@@ -317,10 +350,21 @@ func TestHTTPTorrentsAndTracker(t *testing.T) {
 	if announced != 1 {
 		t.Errorf("tracker saw %d announces, want 1", announced)
 	}
-	if err := env.svc.Store().Unexport("r01n01"); err != nil {
+	for range 2 { // deleting again finds nothing to do
+		if err := st.DeleteTorrent("r01n01", run1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, _ := get(t, base+TorrentPath("r01n01", run1), nil); resp.StatusCode != 404 {
+		t.Errorf("status %d after DeleteTorrent, want 404", resp.StatusCode)
+	}
+	if resp, _ := get(t, base+TorrentPath("r01n01", run2), nil); resp.StatusCode != 200 {
+		t.Errorf("the other run's .torrent: status %d after DeleteTorrent, want 200", resp.StatusCode)
+	}
+	if err := st.Unexport("r01n01"); err != nil {
 		t.Fatal(err)
 	}
-	if resp, _ := get(t, base+"/torrents/r01n01.torrent", nil); resp.StatusCode != 404 {
+	if resp, _ := get(t, base+TorrentPath("r01n01", run2), nil); resp.StatusCode != 404 {
 		t.Fatalf("status %d after Unexport, want 404", resp.StatusCode)
 	}
 	noTracker := httpEnv(t)

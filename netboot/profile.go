@@ -47,13 +47,27 @@ var (
 	ErrInvalidProfile = errors.New("invalid boot profile")
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	runRE  = regexp.MustCompile(`^[0-9A-Za-z-]+$`)
+)
 
 // ValidName reports an error wrapping ErrInvalidName unless name matches
 // [a-z0-9][a-z0-9._-]* and is at most 63 bytes long.
 func ValidName(name string) error {
 	if len(name) > 63 || !nameRE.MatchString(name) {
 		return fmt.Errorf("%w: %q (want [a-z0-9][a-z0-9._-]*, max 63)", ErrInvalidName, name)
+	}
+	return nil
+}
+
+// ValidRun reports an error wrapping ErrInvalidName unless run, a
+// workflow run ID (a UUID in Temporal), matches [0-9A-Za-z-]+ and is at
+// most 64 bytes long: it names a file (Store.PutTorrent), so it carries no
+// dot or slash.
+func ValidRun(run string) error {
+	if len(run) > 64 || !runRE.MatchString(run) {
+		return fmt.Errorf("%w: run %q (want [0-9A-Za-z-]+, max 64)", ErrInvalidName, run)
 	}
 	return nil
 }

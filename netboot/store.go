@@ -15,7 +15,7 @@ import (
 //
 //	<dir>/profiles/<mac with dashes>.json   one Profile per MAC
 //	<dir>/exports/<node>                    symlink to the exported directory
-//	<dir>/torrents/<node>.torrent           BitTorrent metainfo of the node's export (swarm transport)
+//	<dir>/torrents/<node>/<run>.torrent     BitTorrent metainfo of the node's export by workflow run <run> (swarm transport)
 //
 // Every write is atomic (temp file + fsync + rename + directory fsync), so
 // several Store values (even in several processes) may share a directory;
@@ -61,17 +61,63 @@ func (s *Store) ExportsDir() string { return filepath.Join(s.dir, exportsDir) }
 // <dir>/torrents.
 func (s *Store) TorrentsDir() string { return filepath.Join(s.dir, torrentsDir) }
 
-// PutTorrent writes data (a bencoded .torrent) as node's, served at HTTP
-// /torrents/<node>.torrent, atomically; Unexport removes it. Errors wrap
-// ErrInvalidName for a bad node name.
-func (s *Store) PutTorrent(node string, data []byte) error {
-	if err := ValidName(node); err != nil {
+// PutTorrent writes data (a bencoded .torrent) as the one of node's export
+// by workflow run run, served at HTTP TorrentPath(node, run), atomically;
+// writing it again replaces it. DeleteTorrent removes it, Unexport all of
+// the node's. Errors wrap ErrInvalidName for a bad node or run name.
+func (s *Store) PutTorrent(node, run string, data []byte) error {
+	path, err := s.torrentPath(node, run)
+	if err != nil {
 		return fmt.Errorf("put torrent: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(s.TorrentsDir(), node+".torrent"), data, 0o644); err != nil {
-		return fmt.Errorf("put torrent %s: %w", node, err)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("put torrent %s/%s: %w", node, run, err)
+	}
+	if err := writeFileAtomic(path, data, 0o644); err != nil {
+		return fmt.Errorf("put torrent %s/%s: %w", node, run, err)
 	}
 	return nil
+}
+
+// DeleteTorrent removes the .torrent of node's export by run, so
+// TorrentPath(node, run) answers 404 and the agents that fetched it stop
+// seeding at their next check (swarm.KeepSeeding); the .torrents of the
+// node's other runs stay. Deleting a missing one is not an error. Errors
+// wrap ErrInvalidName for a bad node or run name.
+func (s *Store) DeleteTorrent(node, run string) error {
+	path, err := s.torrentPath(node, run)
+	if err != nil {
+		return fmt.Errorf("delete torrent: %w", err)
+	}
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("delete torrent %s/%s: %w", node, run, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("delete torrent %s/%s: %w", node, run, err)
+	}
+	return nil
+}
+
+// torrentPath is the file of the .torrent of node's export by run,
+// <dir>/torrents/<node>/<run>.torrent, after checking both names.
+func (s *Store) torrentPath(node, run string) (string, error) {
+	if err := ValidName(node); err != nil {
+		return "", err
+	}
+	if err := ValidRun(run); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.TorrentsDir(), node, run+".torrent"), nil
+}
+
+// TorrentPath is the HTTP path of the .torrent of node's export by
+// workflow run run: "/torrents/<node>/<run>.torrent". Both names must be
+// valid (ValidName, ValidRun).
+func TorrentPath(node, run string) string {
+	return "/torrents/" + node + "/" + run + ".torrent"
 }
 
 func (s *Store) profilePath(mac string) string {

@@ -68,6 +68,7 @@ func Rack(c client.Client, rack string, a *activities.Activities, o Options) wor
 		workflows.ActivityDestroyRoot:      a.DestroyRoot,
 		workflows.ActivityExport:           a.Export,
 		workflows.ActivityUnexport:         a.Unexport,
+		workflows.ActivityEndSeeding:       a.EndSeeding,
 		workflows.ActivitySetBoot:          a.SetBoot,
 		workflows.ActivityPowerCycle:       a.PowerCycle,
 		workflows.ActivityPowerOff:         a.PowerOff,

@@ -40,6 +40,13 @@ type ExportResult struct {
 	InfoHash   string
 }
 
+// Torrent names the .torrent of one export published for the swarm:
+// Node's, by the workflow run Run (a Provision or Reinstall) that exported
+// it, at HTTP /torrents/<Node>/<Run>.torrent. EndSeeding withdraws it.
+type Torrent struct {
+	Node, Run string
+}
+
 // BootMode is what the netboot service hands a node.
 type BootMode string
 

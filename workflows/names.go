@@ -47,9 +47,13 @@ const (
 	ActivityDestroyRoot = "DestroyRoot"
 	ActivityExport      = "Export"
 	ActivityUnexport    = "Unexport"
-	ActivitySetBoot     = "SetBoot"
-	ActivityPowerCycle  = "PowerCycle"
-	ActivityPowerOff    = "PowerOff"
+	// ActivityEndSeeding withdraws the .torrents of the exports a rack's
+	// share of a rollout provisioned when the share ends, so their agents
+	// stop seeding (rack queue; []Torrent).
+	ActivityEndSeeding = "EndSeeding"
+	ActivitySetBoot    = "SetBoot"
+	ActivityPowerCycle = "PowerCycle"
+	ActivityPowerOff   = "PowerOff"
 	// ActivitySetDiscoveryBoot writes (or removes) a rack's discovery
 	// profile: the identify agent for the rack's unknown MACs (rack
 	// queue; DiscoveryBootInput).

@@ -32,6 +32,10 @@ var (
 	shortOpts  = workflow.ActivityOptions{StartToCloseTimeout: time.Minute, RetryPolicy: retry(5, 30*time.Second)}
 	powerOpts  = workflow.ActivityOptions{StartToCloseTimeout: 2 * time.Minute, RetryPolicy: retry(4, 30*time.Second)}
 	undoOpts   = workflow.ActivityOptions{StartToCloseTimeout: 2 * time.Minute, RetryPolicy: retry(10, time.Minute)}
+	// endSeedingOpts: a few tries while the agents still seed (their
+	// SeedFor, 10 min by default, ends it anyway), even if the rack's
+	// worker is away.
+	endSeedingOpts = workflow.ActivityOptions{StartToCloseTimeout: time.Minute, ScheduleToCloseTimeout: 10 * time.Minute, RetryPolicy: retry(5, 30*time.Second)}
 	// ownerOpts: one directory request or two, a few quick retries.
 	ownerOpts = workflow.ActivityOptions{StartToCloseTimeout: 20 * time.Second, RetryPolicy: &temporal.RetryPolicy{
 		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 4,

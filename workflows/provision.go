@@ -55,6 +55,10 @@ type ProvisionResult struct {
 	Digest                     string    // of the image the agent wrote
 	BootAttempts               int       // boots it took
 	CheckedInAt                time.Time // when the agent checked in
+	// Torrent is the .torrent of the run's export when the image went
+	// through the swarm (zero otherwise): the node seeds it until the
+	// rollout ends it (EndSeeding) or its agent's SeedFor passes.
+	Torrent Torrent `json:",omitzero"`
 }
 
 // Progress is the answer of the "progress" query.
@@ -180,10 +184,14 @@ func (p *provision) provisionNode(ctx workflow.Context) (ProvisionResult, error)
 		return ProvisionResult{}, fmt.Errorf("set final boot: %w", err)
 	}
 	p.setPhase(ctx, PhaseProvisioned, fmt.Sprintf("runs %s@%s", p.in.Image, p.in.Version))
-	return ProvisionResult{
+	res := ProvisionResult{
 		Node: p.node.Name, Rack: p.node.Rack, Image: p.in.Image, Version: p.in.Version,
 		Digest: checkIn.Digest, BootAttempts: p.progress.BootAttempt, CheckedInAt: checkIn.At,
-	}, nil
+	}
+	if export.TorrentURL != "" {
+		res.Torrent = Torrent{Node: p.node.Name, Run: run} // Export published it under this run
+	}
+	return res, nil
 }
 
 // end undoes a failed run and returns the permits still held.

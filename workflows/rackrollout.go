@@ -24,8 +24,11 @@ const rackRolloutMaxEvents = 4000
 // reportStartsVersion gates the progress report after nodes start.
 const reportStartsVersion = "report-starts"
 
-// RackRolloutInput is one rack's share of a rollout. Done carries the
-// finished nodes across continue-as-new.
+// endSeedingVersion gates the EndSeeding step at the end of a rack's share.
+const endSeedingVersion = "end-seeding-by-run"
+
+// RackRolloutInput is one rack's share of a rollout. Progress, Provisioned
+// and Seeding carry the finished nodes across continue-as-new.
 type RackRolloutInput struct {
 	RolloutID      string
 	Rack           string
@@ -39,6 +42,9 @@ type RackRolloutInput struct {
 	User           string       // requesting user's DN, for each Provision (RolloutInput.User)
 	Progress       RackProgress // counts so far (continue-as-new)
 	Provisioned    []string
+	// Seeding lists the .torrents of the provisioned nodes' exports (swarm
+	// transport) whose seeding ends with the share (continue-as-new).
+	Seeding []Torrent `json:",omitempty"`
 }
 
 // RackRolloutResult is what a rack's share ended with.
@@ -55,9 +61,13 @@ type RackRolloutResult struct {
 // go on (Kadeploy) until the rack's failure budget is spent. It obeys
 // pause, resume, stop, cancel and add-nodes, reports its progress to the
 // parent rollout after every node, and continues as new, after letting
-// running nodes finish, before its history grows long.
+// running nodes finish, before its history grows long. The provisioned
+// nodes keep seeding the image (swarm transport) while the share runs;
+// when it ends (all nodes done, stopped or cancelled; not at
+// continue-as-new) EndSeeding on the rack queue withdraws their exports'
+// .torrents, which tells their agents to stop.
 func RackRollout(ctx workflow.Context, in RackRolloutInput) (RackRolloutResult, error) {
-	r := &rackRollout{in: in, p: in.Progress, provisioned: in.Provisioned}
+	r := &rackRollout{in: in, p: in.Progress, provisioned: in.Provisioned, seeding: in.Seeding}
 	r.p.Rack = in.Rack
 	if r.p.Total == 0 {
 		r.p.Total = len(in.Nodes)
@@ -73,6 +83,7 @@ type rackRollout struct {
 	in          RackRolloutInput
 	p           RackProgress
 	provisioned []string
+	seeding     []Torrent                      // of the provisioned nodes' exports, in the order they ended
 	running     map[string]workflow.CancelFunc // node → cancel of its child
 	draining    bool                           // waiting for running nodes before continue-as-new
 }
@@ -122,12 +133,33 @@ func (r *rackRollout) run(ctx workflow.Context) (RackRolloutResult, error) {
 	r.details(ctx)
 	if r.draining && len(r.in.Nodes) > 0 && !r.p.Stopped && !r.p.Cancelled {
 		next := r.in
-		next.Progress, next.Provisioned = r.p, r.provisioned
+		next.Progress, next.Provisioned, next.Seeding = r.p, r.provisioned, r.seeding
 		r.drain(ctx, pause, resume, stop, cancel, add, &next)
 		return RackRolloutResult{}, workflow.NewContinueAsNewError(ctx, RackRollout, next)
 	}
+	r.endSeeding(ctx)
 	r.report(ctx, nil, true)
 	return RackRolloutResult{Progress: r.p, Provisioned: r.provisioned, Skipped: r.in.Nodes}, nil
+}
+
+// endSeeding withdraws the .torrents of the exports this share
+// provisioned (EndSeeding on the rack queue), so their agents stop seeding.
+// Each export has its own run's .torrent, so a node that another operation
+// has exported since keeps its newer one. A failure is logged, not fatal:
+// the agents stop at their SeedFor limit. Runs recorded before
+// endSeedingVersion did not end the seeding.
+func (r *rackRollout) endSeeding(ctx workflow.Context) {
+	if len(r.seeding) == 0 || workflow.GetVersion(ctx, endSeedingVersion, workflow.DefaultVersion, 1) != 1 {
+		return
+	}
+	o := endSeedingOpts
+	o.TaskQueue = RackTaskQueue(r.in.Rack)
+	o.Summary = fmt.Sprintf("end the seeding of %d nodes", len(r.seeding))
+	// Disconnected: the seeding ends with a cancelled share too.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, o), ActivityEndSeeding, r.seeding).Get(dctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("end seeding failed; agents stop at their seeding time limit", "rack", r.in.Rack, "error", err)
+	}
 }
 
 func (r *rackRollout) window() int {
@@ -182,6 +214,12 @@ func (r *rackRollout) start(ctx workflow.Context, sel workflow.Selector) {
 		case err == nil:
 			r.p.Provisioned++
 			r.provisioned = append(r.provisioned, node)
+			// A Reinstall's result embeds its ProvisionResult. One that
+			// does not decode (none should) only means no seeding to end.
+			var res ProvisionResult
+			if f.Get(ctx, &res) == nil && res.Torrent.Run != "" {
+				r.seeding = append(r.seeding, res.Torrent)
+			}
 		case isAlreadyStarted(err):
 			ev.Step, ev.Error = "busy", "node is busy with another operation"
 		case temporal.IsCanceledError(err):

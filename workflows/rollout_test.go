@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 // fleet is a Rollout in the SDK test environment with every activity
@@ -25,11 +28,20 @@ type fleet struct {
 	started []string          // nodes in power-cycle order
 	silent  map[string]bool   // nodes that never check in
 	undone  []string          // nodes whose root was destroyed
+	// swarm makes Export publish a .torrent per run (the swarm transport);
+	// exported is node → run ID of its last export, seeded task queue →
+	// the EndSeeding attempts there, failSeeding a queue whose EndSeeding
+	// always fails.
+	swarm       bool
+	exported    map[string]string
+	seeded      map[string][][]Torrent
+	failSeeding string
 }
 
 func newFleet(t *testing.T, silent ...string) *fleet {
 	var s testsuite.WorkflowTestSuite
-	f := &fleet{t: t, env: s.NewTestWorkflowEnvironment(), runs: map[string]string{}, silent: map[string]bool{}}
+	f := &fleet{t: t, env: s.NewTestWorkflowEnvironment(), runs: map[string]string{}, silent: map[string]bool{},
+		exported: map[string]string{}, seeded: map[string][][]Torrent{}}
 	for _, n := range silent {
 		f.silent[n] = true
 	}
@@ -67,8 +79,26 @@ func newFleet(t *testing.T, silent ...string) *fleet {
 	reg(ActivityClone, func(_ context.Context, in CloneInput) (Root, error) {
 		return Root{Node: in.Node, Image: in.Image, Version: in.Version, Digest: digest}, nil
 	})
-	reg(ActivityExport, func(_ context.Context, node string) (ExportResult, error) {
-		return ExportResult{URL: "http://x/exports/" + node + "/image.raw", Digest: digest}, nil
+	reg(ActivityExport, func(ctx context.Context, node string) (ExportResult, error) {
+		res := ExportResult{URL: "http://x/exports/" + node + "/image.raw", Digest: digest}
+		if f.swarm {
+			run := activity.GetInfo(ctx).WorkflowExecution.RunID
+			f.mu.Lock()
+			f.exported[node] = run
+			f.mu.Unlock()
+			res.TorrentURL, res.InfoHash = "http://x/torrents/"+node+"/"+run+".torrent", strings.Repeat("0f", 20)
+		}
+		return res, nil
+	})
+	reg(ActivityEndSeeding, func(ctx context.Context, torrents []Torrent) error {
+		q := activity.GetInfo(ctx).TaskQueue
+		f.mu.Lock()
+		f.seeded[q] = append(f.seeded[q], torrents)
+		f.mu.Unlock()
+		if q == f.failSeeding {
+			return errors.New("injected: the rack's netboot store is unwritable")
+		}
+		return nil
 	})
 	reg(ActivitySetBoot, func(_ context.Context, in SetBootInput) error {
 		if in.Mode == BootInstall {
@@ -128,6 +158,47 @@ func (f *fleet) run(in RolloutInput) (RolloutResult, error) {
 	return res, err
 }
 
+// exports is the .torrents of nodes' last exports, as EndSeeding gets them.
+func (f *fleet) exports(nodes ...string) []Torrent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []Torrent
+	for _, n := range nodes {
+		if f.exported[n] == "" {
+			f.t.Fatalf("%s was not exported", n)
+		}
+		out = append(out, Torrent{Node: n, Run: f.exported[n]})
+	}
+	return out
+}
+
+// wantSeeded checks that EndSeeding ran on each rack's queue attempts
+// times (once when it succeeds), each time with the torrents of want (in
+// any order), and on no other queue.
+func (f *fleet) wantSeeded(attempts map[string]int, want map[string][]Torrent) {
+	f.t.Helper()
+	for rack, torrents := range want {
+		calls := f.seeded[RackTaskQueue(rack)]
+		n := attempts[rack]
+		if n == 0 {
+			n = 1
+		}
+		if len(calls) != n {
+			f.t.Errorf("EndSeeding ran %d times on rack %s, want %d: %v", len(calls), rack, n, calls)
+		}
+		byNode := func(x, y Torrent) int { return strings.Compare(x.Node, y.Node) }
+		torrents = slices.SortedFunc(slices.Values(torrents), byNode)
+		for _, got := range calls {
+			if got = slices.SortedFunc(slices.Values(got), byNode); !slices.Equal(got, torrents) {
+				f.t.Errorf("EndSeeding on rack %s for %v, want %v", rack, got, torrents)
+			}
+		}
+	}
+	if len(f.seeded) != len(want) {
+		f.t.Errorf("EndSeeding ran on queues %v, want racks %v", f.seeded, want)
+	}
+}
+
 func failedNodes(res RolloutResult) []string {
 	var out []string
 	for _, fl := range res.Failures {
@@ -154,6 +225,97 @@ func TestRolloutTwoRacks(t *testing.T) {
 	if err := v.Get(&evs); err != nil || len(evs) != 2 || evs[0].Seq != 5 || !evs[1].OK {
 		t.Errorf("events after 4 = %+v, %v", evs, err)
 	}
+	f.wantSeeded(nil, nil) // no swarm, no seeding to end
+}
+
+// TestRolloutEndsSeeding: when a rack's share ends, its worker (the rack
+// queue) is told once to end the seeding of the exports of the nodes it
+// provisioned, each bound to the run that exported it, and of no others (a
+// failed node's export was undone already). An EndSeeding that keeps
+// failing is retried a few times and does not fail the rollout.
+func TestRolloutEndsSeeding(t *testing.T) {
+	f := newFleet(t, "r02n02")
+	f.swarm, f.failSeeding = true, RackTaskQueue("r02")
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01", "r02"}}, Window: 1, MaxFailures: FailureBudget{Count: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.State != RolloutCompleted || len(res.Provisioned) != 5 {
+		t.Fatalf("result = %+v", res)
+	}
+	f.wantSeeded(map[string]int{"r02": int(endSeedingOpts.RetryPolicy.MaximumAttempts)}, map[string][]Torrent{
+		"r01": f.exports("r01n01", "r01n02", "r01n03"),
+		"r02": f.exports("r02n01", "r02n03"),
+	})
+}
+
+// TestRolloutEndsSeedingWhenStopped: a rack whose failure budget is spent
+// ends the seeding of what it provisioned.
+func TestRolloutEndsSeedingWhenStopped(t *testing.T) {
+	f := newFleet(t, "r01n02", "r01n03")
+	f.swarm = true
+	res, err := f.run(RolloutInput{
+		Selector: Selector{Nodes: []string{"r01n01", "r01n02", "r01n03", "r01n04", "r01n05"}},
+		Window:   1, RackMaxFailures: FailureBudget{Count: 1},
+	})
+	if !IsApplicationError(err, ErrRolloutNotCompleted) || len(res.Skipped) != 2 {
+		t.Fatalf("error %v, result %+v", err, res)
+	}
+	f.wantSeeded(nil, map[string][]Torrent{"r01": f.exports("r01n01")})
+}
+
+// TestRolloutEndsSeedingWhenCancelled: a cancelled rollout (no undo) lets
+// the running node finish, then ends the seeding of both provisioned nodes.
+func TestRolloutEndsSeedingWhenCancelled(t *testing.T) {
+	f := newFleet(t)
+	f.swarm = true
+	f.env.RegisterDelayedCallback(func() { f.env.SignalWorkflow(SignalCancel, CancelRequest{}) }, 45*time.Second)
+	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01"}}, Window: 1})
+	if !IsApplicationError(err, ErrRolloutNotCompleted) || res.State != RolloutCancelled {
+		t.Fatalf("error %v, state %s", err, res.State)
+	}
+	if !slices.Equal(res.Provisioned, []string{"r01n01", "r01n02"}) || !slices.Equal(res.Skipped, []string{"r01n03"}) {
+		t.Fatalf("provisioned %v, skipped %v", res.Provisioned, res.Skipped)
+	}
+	f.wantSeeded(nil, map[string][]Torrent{"r01": f.exports("r01n01", "r01n02")})
+}
+
+// TestRackRolloutEndsSeedingAcrossContinueAsNew: a rack's share that
+// continues as new does not end the seeding then; it carries the
+// provisioned nodes' .torrents into the next run, which ends them all.
+func TestRackRolloutEndsSeedingAcrossContinueAsNew(t *testing.T) {
+	f := newFleet(t, "r01n02")
+	f.swarm = true
+	f.env.SetCurrentHistoryLength(rackRolloutMaxEvents + 1) // drain after the first node ends
+	in := RackRolloutInput{RolloutID: "t1", Rack: "r01", Nodes: []string{"r01n01", "r01n02", "r01n03", "r01n04"},
+		Image: "demo", Version: "v2", Window: 2, CheckInTimeout: 5 * time.Minute}
+	f.env.ExecuteWorkflow(RackRollout, in)
+	var can *workflow.ContinueAsNewError
+	if err := f.env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	if len(f.seeded) != 0 {
+		t.Fatalf("EndSeeding before continue-as-new: %v", f.seeded)
+	}
+	var next RackRolloutInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(next.Nodes, []string{"r01n03", "r01n04"}) || !slices.Equal(next.Seeding, f.exports("r01n01")) {
+		t.Fatalf("next run: nodes %v, seeding %v", next.Nodes, next.Seeding)
+	}
+
+	g := newFleet(t)
+	g.swarm = true
+	g.env.ExecuteWorkflow(RackRollout, next)
+	var res RackRolloutResult
+	if err := g.env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(res.Provisioned)), []string{"r01n01", "r01n03", "r01n04"}) {
+		t.Fatalf("provisioned %v", res.Provisioned)
+	}
+	g.wantSeeded(nil, map[string][]Torrent{"r01": append(f.exports("r01n01"), g.exports("r01n03", "r01n04")...)})
 }
 
 func TestRolloutFailureBudget(t *testing.T) {
@@ -279,6 +441,7 @@ func TestRolloutAddNodes(t *testing.T) {
 
 func TestRolloutReinstall(t *testing.T) {
 	f := newFleet(t)
+	f.swarm = true
 	f.env.RegisterWorkflow(Reinstall)
 	res, err := f.run(RolloutInput{Selector: Selector{Racks: []string{"r01"}}, Reinstall: true})
 	if err != nil {
@@ -294,4 +457,5 @@ func TestRolloutReinstall(t *testing.T) {
 	if !slices.Equal(undone, want) {
 		t.Errorf("roots destroyed %v, want every node's: %v", undone, want)
 	}
+	f.wantSeeded(nil, map[string][]Torrent{"r01": f.exports(want...)})
 }

@@ -43,7 +43,8 @@
 //     within 3 minutes); other non-2xx answers are final.
 //  6. After a swarm download, keep seeding from the disk for
 //     rackflow.seedfor, or until the .torrent is withdrawn (HTTP 404: the
-//     node's export is gone), checked every 15 s.
+//     rollout that provisioned the node has ended, or the node's export is
+//     gone), checked every 15 s.
 //
 // # Identify mode
 //

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +18,11 @@ import (
 )
 
 // swarmRig adds to an agentRig what the netboot service serves for the
-// swarm transport: a tracker, a seeder of the image and the .torrent (web
-// seed: the rig's image URL). It returns the agent arguments.
-func swarmRig(t *testing.T, r *agentRig, infoHash func(real string) string, seedFor time.Duration) []string {
+// swarm transport: a tracker, a seeder of the image and the run's .torrent
+// (web seed: the rig's image URL), which is withdrawn (404) once fetched
+// when withdrawAfterFetch (the rollout ended right after the download). It
+// returns the agent arguments.
+func swarmRig(t *testing.T, r *agentRig, infoHash func(real string) string, seedFor time.Duration, withdrawAfterFetch bool) []string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "image.raw")
 	if err := os.WriteFile(file, r.img, 0o644); err != nil {
@@ -29,7 +32,15 @@ func swarmRig(t *testing.T, r *agentRig, infoHash func(real string) string, seed
 	var torrent []byte
 	mux := http.NewServeMux()
 	mux.Handle("GET /announce", tracker)
-	mux.HandleFunc("GET /torrents/r01n01.torrent", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(torrent) })
+	var withdrawn atomic.Bool
+	mux.HandleFunc("GET /torrents/r01n01/run-1.torrent", func(w http.ResponseWriter, r *http.Request) {
+		if withdrawn.Load() {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(torrent)
+		withdrawn.Store(withdrawAfterFetch && r.Method == http.MethodGet)
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: srv.URL + "/announce"})
@@ -48,13 +59,13 @@ func swarmRig(t *testing.T, r *agentRig, infoHash func(real string) string, seed
 	if infoHash != nil {
 		ih = infoHash(ih)
 	}
-	return r.args(netboot.ArgTorrent+"="+srv.URL+"/torrents/r01n01.torrent", netboot.ArgInfoHash+"="+ih,
+	return r.args(netboot.ArgTorrent+"="+srv.URL+"/torrents/r01n01/run-1.torrent", netboot.ArgInfoHash+"="+ih,
 		netboot.ArgSeedFor+"="+seedFor.String(), netboot.ArgUpload+"=0")
 }
 
 func TestAgentSwarm(t *testing.T) {
 	r := newAgentRig(t, http.StatusAccepted)
-	ok, lines := r.run(t, swarmRig(t, r, nil, 200*time.Millisecond))
+	ok, lines := r.run(t, swarmRig(t, r, nil, 200*time.Millisecond, false))
 	if !ok {
 		t.Fatal("run failed")
 	}
@@ -79,11 +90,33 @@ func TestAgentSwarm(t *testing.T) {
 	}
 }
 
+// TestAgentSwarmStopsWhenWithdrawn: an agent seeding after its check-in
+// stops when its .torrent is withdrawn (the rollout ended), long before
+// its seeding time is up.
+func TestAgentSwarmStopsWhenWithdrawn(t *testing.T) {
+	r := newAgentRig(t, http.StatusAccepted)
+	ok, lines := r.run(t, swarmRig(t, r, nil, time.Hour, true))
+	if !ok {
+		t.Fatal("run failed")
+	}
+	checkLines(t, lines,
+		`^rackflow-agent: \[   1\.50\] start `,
+		`^rackflow-agent: \[   1\.50\] network skipped`,
+		`^rackflow-agent: \[   1\.50\] image swarm `,
+		`^rackflow-agent: \[   1\.50\] image written `,
+		`^rackflow-agent: \[   1\.50\] digest ok `,
+		`^rackflow-agent: \[   1\.50\] check-in accepted \(HTTP 202\)$`,
+		`^rackflow-agent: \[   1\.50\] seeding for up to 1h0m0s$`,
+		`^rackflow-agent: \[   1\.50\] seeding stopped: withdrawn$`,
+		`^rackflow-agent: done$`,
+	)
+}
+
 // TestAgentRefusesForeignTorrent: a .torrent whose info hash is not the
 // boot profile's is refused before anything is downloaded or written.
 func TestAgentRefusesForeignTorrent(t *testing.T) {
 	r := newAgentRig(t, http.StatusAccepted)
-	words := swarmRig(t, r, func(string) string { return strings.Repeat("ab", 20) }, time.Minute)
+	words := swarmRig(t, r, func(string) string { return strings.Repeat("ab", 20) }, time.Minute, false)
 	ok, lines := r.run(t, words)
 	if ok {
 		t.Fatal("run succeeded with a foreign torrent")

@@ -42,7 +42,13 @@ func (n *Node) runAgent(ctx context.Context, gen uint64, hc *http.Client, local 
 		if a.TorrentURL != "" {
 			var res swarmResult
 			res, err = swarmImage(ctx, hc, local, a)
-			digest, size, seed = res.digest, res.size, res.seed
+			digest, size = res.digest, res.size
+			if res.seed != nil {
+				seed = func(ctx context.Context) {
+					why := res.seed(ctx)
+					n.step(gen, StepSeeded, nil, func(s *NodeState) { s.SeedStop = why }, "reason", why, "torrent", a.TorrentURL)
+				}
+			}
 			attrs = []any{"transport", "swarm", "torrent", a.TorrentURL, "from_peers", res.fromPeers,
 				"from_web_seeds", res.fromWebSeeds, "bad_pieces", res.badPieces, "elapsed", res.elapsed}
 		} else {
@@ -58,7 +64,7 @@ func (n *Node) runAgent(ctx context.Context, gen uint64, hc *http.Client, local 
 			}
 			return PhaseFailed, nil
 		}
-		n.step(gen, StepImage, err, nil, append([]any{"url", a.ImageURL, "bytes", size, "digest", digest}, attrs...)...)
+		n.step(gen, StepImage, err, func(s *NodeState) { s.SeedStop = "" }, append([]any{"url", a.ImageURL, "bytes", size, "digest", digest}, attrs...)...)
 		ci.Digest = digest
 		switch {
 		case err != nil:

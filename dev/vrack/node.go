@@ -45,6 +45,10 @@ type NodeState struct {
 	CheckIns    int    // check-ins posted (answered or not)
 	LastCheckIn *CheckInResult
 	Identity    *Identity // set in identify mode (USB-identify)
+	// SeedStop is why the agent's last seeding after a swarm download
+	// stopped (swarm.StopTime, StopWithdrawn or StopContext); "" while it
+	// seeds or before any.
+	SeedStop string
 }
 
 // maxEvents bounds each node's event history.

@@ -248,10 +248,10 @@ func startRigOpts(t *testing.T, specs []NodeSpec, o rigOpts) *rig {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := svc.Store().PutTorrent(s.Name, data); err != nil {
+			if err := svc.Store().PutTorrent(s.Name, run, data); err != nil {
 				t.Fatal(err)
 			}
-			args.TorrentURL, args.InfoHash, args.SeedFor = g.base+"/torrents/"+s.Name+".torrent", mi.HashInfoBytes().HexString(), o.seedFor
+			args.TorrentURL, args.InfoHash, args.SeedFor = g.base+netboot.TorrentPath(s.Name, run), mi.HashInfoBytes().HexString(), o.seedFor
 			if o.infoHash != nil {
 				args.InfoHash = o.infoHash(s.Name, args.InfoHash)
 			}

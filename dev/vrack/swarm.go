@@ -31,7 +31,7 @@ type swarmResult struct {
 	fromWebSeeds int64
 	badPieces    int64
 	elapsed      time.Duration
-	seed         func(ctx context.Context) // keeps seeding, then releases the client
+	seed         func(ctx context.Context) string // keeps seeding, then releases the client; returns why it stopped (swarm.Stop*)
 }
 
 // swarmImage downloads the image of a through the swarm into memory, from
@@ -40,7 +40,7 @@ type swarmResult struct {
 // the web seed (the export URL) fills in when peers lack pieces. It
 // returns the sha256 of the image and a function that keeps seeding
 // (a.SeedFor, or until the .torrent is withdrawn) and then closes the
-// client.
+// client, returning why it stopped.
 func swarmImage(ctx context.Context, hc *http.Client, local net.IP, a netboot.AgentArgs) (swarmResult, error) {
 	mi, info, err := swarm.Fetch(ctx, hc, a.TorrentURL, a.InfoHash)
 	if err != nil {
@@ -75,11 +75,12 @@ func swarmImage(ctx context.Context, hc *http.Client, local net.IP, a netboot.Ag
 		digest: "sha256:" + hex.EncodeToString(sum[:]), size: info.Length,
 		fromPeers: p.FromPeers, fromWebSeeds: p.FromWebSeeds, badPieces: p.BadPieces, elapsed: p.Elapsed,
 	}
-	res.seed = func(ctx context.Context) {
+	res.seed = func(ctx context.Context) string {
 		defer l.Close()
 		if a.SeedFor > 0 {
-			swarm.KeepSeeding(ctx, hc, a.TorrentURL, a.SeedFor, swarmWithdrawPoll)
+			return swarm.KeepSeeding(ctx, hc, a.TorrentURL, a.SeedFor, swarmWithdrawPoll)
 		}
+		return swarm.StopTime
 	}
 	return res, nil
 }

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/rackflow/rackflow/netboot"
+	"github.com/rackflow/rackflow/netboot/swarm"
 )
 
 // TestSwarmBoot: four nodes download the image through the swarm (the
 // netboot service's tracker, a seeder, each other, the web seed), verify
-// the digest and check in; they keep seeding after the check-in.
+// the digest and check in; they keep seeding after the check-in, until
+// their run's .torrent is withdrawn.
 func TestSwarmBoot(t *testing.T) {
 	g := startRigOpts(t, testSpecs(4), rigOpts{level: slog.LevelWarn, swarm: true, seedFor: time.Minute})
 	ctx := testCtx(t, 2*time.Minute)
@@ -58,6 +60,20 @@ func TestSwarmBoot(t *testing.T) {
 		t.Fatalf("tracker peers %v, want the seeder and 4 nodes", peers)
 	}
 	t.Logf("seeder sent %d bytes for %d nodes of a %d-byte image", st.Sent, 4, 1<<20)
+
+	// Withdrawing one node's .torrent stops its seeding, not the others'.
+	first := g.rack.Nodes()[0]
+	if err := g.svc.Store().DeleteTorrent(first.Name(), g.runs[first.Name()]); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := first.WaitFor(ctx, func(s NodeState) bool { return s.SeedStop != "" }); err != nil || st.SeedStop != swarm.StopWithdrawn {
+		t.Fatalf("%s: seeding stopped %q, %v; want %q", first.Name(), st.SeedStop, err, swarm.StopWithdrawn)
+	}
+	for _, n := range g.rack.Nodes()[1:] {
+		if st := n.State(); st.SeedStop != "" {
+			t.Errorf("%s stopped seeding (%s) when another node's .torrent was withdrawn", n.Name(), st.SeedStop)
+		}
+	}
 }
 
 // TestSwarmInfoHashMismatch: a node whose boot profile names another info

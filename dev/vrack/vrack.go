@@ -103,6 +103,7 @@ const (
 	StepAgent     Step = "agent"      // agent started: kernel arguments parsed
 	StepImage     Step = "image"      // image downloaded and its digest checked
 	StepCheckIn   Step = "checkin"    // check-in posted (Err: refused, failed, or withheld by FaultNoCheckIn)
+	StepSeeded    Step = "seeded"     // the agent stopped seeding after a swarm download (NodeState.SeedStop says why)
 )
 
 // Event is one step of one node. Err is nil when the step succeeded.
