@@ -34,8 +34,8 @@ var (
 const MaxMetaInfoSize = 4 << 20
 
 // Build hashes the regular file at path into a single-file v1 info
-// dictionary named filepath.Base(path), piece length pieceLength(size).
-// It reads the file once; ctx stops it.
+// dictionary named filepath.Base(path), piece length
+// metainfo.ChoosePieceLength(size). It reads the file once; ctx stops it.
 // Errors wrap ErrImage when the file is missing, not regular, empty or
 // unreadable.
 func Build(ctx context.Context, path string) (metainfo.Info, error) {
@@ -57,7 +57,7 @@ func Build(ctx context.Context, path string) (metainfo.Info, error) {
 	info := metainfo.Info{
 		Name:        filepath.Base(path),
 		Length:      fi.Size(),
-		PieceLength: pieceLength(fi.Size()),
+		PieceLength: metainfo.ChoosePieceLength(fi.Size()),
 	}
 	err = info.GeneratePieces(func(metainfo.FileInfo) (io.ReadCloser, error) {
 		return io.NopCloser(ctxReader{ctx, io.NewSectionReader(f, 0, fi.Size())}), nil
@@ -69,19 +69,6 @@ func Build(ctx context.Context, path string) (metainfo.Info, error) {
 		return metainfo.Info{}, fmt.Errorf("%w: hashing %s: %w", ErrImage, path, err)
 	}
 	return info, nil
-}
-
-// minPieceLength is the smallest piece length Build chooses, in bytes.
-const minPieceLength = 256 << 10
-
-// pieceLength is the piece length of a size-byte image:
-// metainfo.ChoosePieceLength's (1024..2048 pieces, 16 KiB at least), but
-// at least minPieceLength. Every piece costs each client a hash pass, a
-// HAVE to every peer and a rescan of its request state: 32 clients of a
-// 32 MiB image spent 113 CPU-seconds with 32 KiB pieces (1024) against
-// 104 with 256 KiB (128) on the same 2-core host (bench:swarm).
-func pieceLength(size int64) int64 {
-	return max(minPieceLength, metainfo.ChoosePieceLength(size))
 }
 
 // ctxReader stops reading once ctx is done.
