@@ -54,8 +54,8 @@ func (s *Store) Export(node, dir string) error {
 }
 
 // Unexport removes node's export link and the .torrents of all its runs;
-// unexporting a node that is not exported is not an error. The exported directory itself is
-// untouched. Errors wrap ErrInvalidName for a bad node name.
+// unexporting a node that is not exported is not an error. The exported
+// directory itself is untouched. Errors wrap ErrInvalidName for a bad node name.
 func (s *Store) Unexport(node string) error {
 	if err := ValidName(node); err != nil {
 		return fmt.Errorf("unexport: %w", err)
