@@ -31,6 +31,7 @@ type rig struct {
 	tracker   *Tracker
 	srv       *httptest.Server
 	served    atomic.Int64 // image bytes sent over HTTP
+	onImage   func()       // called on every image request, if set
 	seeder    *Seeder
 }
 
@@ -53,20 +54,30 @@ func newRig(t *testing.T, size int, seed bool) *rig {
 	mux := http.NewServeMux()
 	mux.Handle("GET /announce", r.tracker)
 	mux.HandleFunc("GET /image.raw", func(w http.ResponseWriter, req *http.Request) {
+		if r.onImage != nil {
+			r.onImage()
+		}
 		cw := &countingWriter{ResponseWriter: w, n: &r.served}
 		http.ServeFile(cw, req, r.path)
 	})
 	r.srv = httptest.NewServer(mux)
 	t.Cleanup(r.srv.Close)
 	if seed {
-		s, err := NewSeeder(SeederConfig{ListenAddr: "127.0.0.1:0", Announce: r.srv.URL + "/announce"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		r.seeder = s
+		r.startSeeder(t, 0)
 	}
 	return r
+}
+
+// startSeeder starts the rig's seeder, its upload capped at rate bytes/s
+// (0 = none).
+func (r *rig) startSeeder(t *testing.T, rate int64) {
+	t.Helper()
+	s, err := NewSeeder(SeederConfig{ListenAddr: "127.0.0.1:0", Announce: r.srv.URL + "/announce", UploadRate: rate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	r.seeder = s
 }
 
 type countingWriter struct {
@@ -208,21 +219,96 @@ func TestSeederAndPeers(t *testing.T) {
 	}
 }
 
-// TestWebSeedOnly: no seeder and no peers; the web seed alone completes.
-func TestWebSeedOnly(t *testing.T) {
+// TestWebSeedFallback: the web seed is the fallback of a node that gets
+// no pieces from the swarm, from the start (no seeder) or when its
+// seeder goes away; by default (< 0) or while the seeder feeds the node
+// the image server's HTTP sends nothing.
+func TestWebSeedFallback(t *testing.T) {
 	const size = 3<<20 + 777
-	r := newRig(t, size, false)
-	mi := r.metaInfo(t, true)
-	l := newLeecher(t, LeecherConfig{})
-	start := time.Now()
-	buf, p := download(t, testCtx(t, time.Minute), l, mi, size, Options{})
-	if !bytes.Equal(buf.bytes(), r.data) {
-		t.Fatal("copy differs")
+	for _, tc := range []struct {
+		name      string
+		seed      bool
+		seedRate  int64         // seeder upload cap, bytes/s (0 = none)
+		stopAfter time.Duration // seeder closes this long after the start (0 = never)
+		stall     time.Duration // Options.WebSeedStall
+		wantPeers bool          // some bytes from the seeder
+		wantWeb   bool          // some bytes over HTTP
+	}{
+		{name: "seeder feeds, HTTP idle", seed: true, wantPeers: true},
+		{name: "no seeder, HTTP after the stall", stall: 300 * time.Millisecond, wantWeb: true},
+		{name: "no seeder, HTTP from the start", stall: -1, wantWeb: true},
+		{name: "seeder gone, HTTP finishes", seed: true, seedRate: 256 << 10, stopAfter: time.Second,
+			stall: 300 * time.Millisecond, wantPeers: true, wantWeb: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, size, false)
+			var firstHTTP atomic.Int64 // unix ns of the first image request
+			r.onImage = func() { firstHTTP.CompareAndSwap(0, time.Now().UnixNano()) }
+			if tc.seed {
+				r.startSeeder(t, tc.seedRate)
+			}
+			mi := r.metaInfo(t, true)
+			l := newLeecher(t, LeecherConfig{})
+			if tc.stopAfter > 0 {
+				time.AfterFunc(tc.stopAfter, func() { _ = r.seeder.Close() })
+			}
+			start := time.Now()
+			buf := newBuffer(size)
+			x, err := l.Add(mi, buf, Options{WebSeedStall: tc.stall})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := x.Wait(testCtx(t, time.Minute), 0, nil); err != nil {
+				t.Fatalf("download: %v (progress %+v)", err, x.Progress())
+			}
+			p := x.Progress()
+			if !bytes.Equal(buf.bytes(), r.data) {
+				t.Fatal("copy differs")
+			}
+			if (p.FromPeers > 0) != tc.wantPeers || (p.FromWebSeeds > 0) != tc.wantWeb {
+				t.Errorf("from peers %d, from web seeds %d; want peers %v, web %v", p.FromPeers, p.FromWebSeeds, tc.wantPeers, tc.wantWeb)
+			}
+			if !tc.wantWeb && r.served.Load() != 0 {
+				t.Errorf("HTTP served %d image bytes to a node the seeder fed", r.served.Load())
+			}
+			if first := firstHTTP.Load(); tc.stall > 0 && first != 0 && time.Unix(0, first).Sub(start) < tc.stall {
+				t.Errorf("first web-seed request %v after the start, before the %v stall", time.Unix(0, first).Sub(start), tc.stall)
+			}
+			t.Logf("%d bytes in %v: %d from peers, %d from web seeds, HTTP served %d", size, time.Since(start), p.FromPeers, p.FromWebSeeds, r.served.Load())
+		})
 	}
-	if p.FromWebSeeds < size || p.FromPeers != 0 {
-		t.Errorf("from web seeds %d, from peers %d; want all %d from web seeds", p.FromWebSeeds, p.FromPeers, size)
+}
+
+// TestSeederRequestCap: a node keeps at most seederRequests requests
+// outstanding at the image server's seeder (which advertises 1024) and
+// the library's 1024 at other peers. The node's download is rate-limited
+// so that its connections can be looked at while it lasts (two complete
+// peers close theirs).
+func TestSeederRequestCap(t *testing.T) {
+	const size = 1 << 20
+	r := newRig(t, size, true)
+	mi := r.metaInfo(t, false)
+	done := newLeecher(t, LeecherConfig{})
+	download(t, testCtx(t, time.Minute), done, mi, size, Options{})
+	l := newLeecher(t, LeecherConfig{DownloadRate: 256 << 10})
+	x, err := l.Add(mi, newBuffer(size), Options{Peers: []string{done.Addr()}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("web seed only: %d bytes in %v, HTTP served %d", size, time.Since(start), r.served.Load())
+	caps := map[string]int{} // peer's client version → its request cap
+	err = x.Wait(testCtx(t, time.Minute), 20*time.Millisecond, func(Progress) {
+		for _, pc := range x.t.PeerConns() {
+			if name, ok := pc.PeerClientName.Load().(string); ok {
+				caps[name] = int(pc.PeerMaxRequests)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(caps) != 2 || caps[seederVersion] != seederRequests || caps[leecherVersion] != maxQueuedRequests {
+		t.Fatalf("request caps by peer %v, want %q: %d, %q: %d", caps, seederVersion, seederRequests, leecherVersion, maxQueuedRequests)
+	}
 }
 
 // corrupting reads like r but flips one byte in every read.

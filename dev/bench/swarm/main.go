@@ -60,6 +60,7 @@ import (
 // config is the benchmark's parameters (flags).
 type config struct {
 	counts  []int         // client counts N, ascending
+	methods []string      // methodHTTP and/or methodSwarm, in that order
 	size    int64         // image bytes F
 	rateBit int64         // every link, each direction, bit/s
 	timeout time.Duration // bound of the whole run
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	rate := fs.Float64("rate", 20, "rate of every link in each direction, Mbit/s")
 	timeout := fs.Duration("timeout", 40*time.Minute, "bound of the whole benchmark")
 	plot := fs.String("plot", "docs/swarm-bench.png", `PNG plot of per-client MB/s against N; "" for none`)
+	methods := fs.String("methods", "http,swarm", "methods to measure, comma-separated: http, swarm")
 	quick := fs.Bool("quick", false, "smoke run: -n 1,4 -size 4 (unless given)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -123,6 +125,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return config{}, fmt.Errorf("-n %q: counts must be ascending without repeats", *counts)
 		}
 		cfg.counts = append(cfg.counts, n)
+	}
+	given := strings.Split(*methods, ",")
+	for _, m := range given {
+		if m != methodHTTP && m != methodSwarm {
+			return config{}, fmt.Errorf("-methods: %q is not http or swarm", m)
+		}
+	}
+	for _, m := range []string{methodHTTP, methodSwarm} {
+		if slices.Contains(given, m) {
+			cfg.methods = append(cfg.methods, m)
+		}
 	}
 	switch {
 	case *sizeMiB < 1 || *sizeMiB > 4096:
@@ -171,7 +184,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (err error) {
 		runtime.NumCPU(), loadAvg())
 	var results []result
 	for _, n := range cfg.counts {
-		for _, m := range []string{methodHTTP, methodSwarm} {
+		for _, m := range cfg.methods {
 			r, err := round(ctx, tb, self, dir, image, digest, cfg.size, m, n)
 			if err != nil {
 				return fmt.Errorf("%s, N=%d: %w", m, n, err)

@@ -29,10 +29,15 @@ func TestParseFlags(t *testing.T) {
 		wantErr string // "" → valid
 		counts  []int
 		size    int64
+		methods []string // nil → both
 	}{
 		{name: "defaults", counts: []int{1, 4, 16, 32}, size: 32 << 20},
 		{name: "quick", args: []string{"-quick"}, counts: []int{1, 4}, size: 4 << 20},
 		{name: "quick keeps given flags", args: []string{"-quick", "-n", "2", "-size", "16"}, counts: []int{2}, size: 16 << 20},
+		{name: "swarm only", args: []string{"-methods", "swarm"}, counts: []int{1, 4, 16, 32}, size: 32 << 20, methods: []string{methodSwarm}},
+		{name: "methods in fixed order", args: []string{"-methods", "swarm,http"}, counts: []int{1, 4, 16, 32}, size: 32 << 20},
+		{name: "unknown method", args: []string{"-methods", "http,ftp"}, wantErr: `"ftp" is not http or swarm`},
+		{name: "no method", args: []string{"-methods", ""}, wantErr: `"" is not http or swarm`},
 		{name: "not a number", args: []string{"-n", "1,x"}, wantErr: `"x" is not a client count`},
 		{name: "zero clients", args: []string{"-n", "0"}, wantErr: `"0" is not a client count`},
 		{name: "too many clients", args: []string{"-n", "201"}, wantErr: `"201" is not a client count`},
@@ -55,8 +60,13 @@ func TestParseFlags(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseFlags(%q): %v", tc.args, err)
 			}
-			if !slices.Equal(cfg.counts, tc.counts) || cfg.size != tc.size {
-				t.Errorf("parseFlags(%q) = counts %v, size %d; want %v, %d", tc.args, cfg.counts, cfg.size, tc.counts, tc.size)
+			methods := tc.methods
+			if methods == nil {
+				methods = []string{methodHTTP, methodSwarm}
+			}
+			if !slices.Equal(cfg.counts, tc.counts) || cfg.size != tc.size || !slices.Equal(cfg.methods, methods) {
+				t.Errorf("parseFlags(%q) = counts %v, size %d, methods %v; want %v, %d, %v",
+					tc.args, cfg.counts, cfg.size, cfg.methods, tc.counts, tc.size, methods)
 			}
 		})
 	}

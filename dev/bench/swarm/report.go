@@ -114,7 +114,13 @@ func writePlot(cfg config, results []result) error {
 		series[r.method] = append(series[r.method], plotter.XY{X: float64(r.n), Y: r.median()})
 	}
 	link := plotter.XYs{{X: float64(cfg.counts[0]), Y: float64(cfg.rateBit) / 8 / 1e6}, {X: float64(cfg.counts[len(cfg.counts)-1]), Y: float64(cfg.rateBit) / 8 / 1e6}}
-	if err := plotutil.AddLinePoints(p, "rackflow swarm", series[methodSwarm], "plain HTTP", series[methodHTTP]); err != nil {
+	var lines []any
+	for _, m := range []struct{ method, label string }{{methodSwarm, "rackflow swarm"}, {methodHTTP, "plain HTTP"}} {
+		if xys := series[m.method]; len(xys) > 0 {
+			lines = append(lines, m.label, xys)
+		}
+	}
+	if err := plotutil.AddLinePoints(p, lines...); err != nil {
 		return err
 	}
 	l, err := plotter.NewLine(link)
