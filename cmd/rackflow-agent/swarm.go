@@ -17,8 +17,9 @@ import (
 // swarmFetcher downloads a disk image through BitTorrent (package
 // netboot/swarm) onto a disk: the .torrent from rackflow.torrent, refused
 // unless its info hash is rackflow.infohash; peers from its tracker, and
-// rackflow.image as web seed when peers lack pieces. Every piece is checked
-// against its SHA-1 before it is written.
+// rackflow.image as web seed when no new piece arrives from them for
+// swarm.DefaultWebSeedStall. Every piece is checked against its SHA-1
+// before it is written.
 type swarmFetcher struct {
 	client        *http.Client  // fetches the .torrent and polls it while seeding
 	retry         retryPolicy   // .torrent fetch failures (not an info hash mismatch)

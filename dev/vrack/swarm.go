@@ -37,7 +37,8 @@ type swarmResult struct {
 // swarmImage downloads the image of a through the swarm into memory, from
 // the node's address local (nil: any): the .torrent must have the info
 // hash of the boot profile; every piece is checked against its SHA-1;
-// the web seed (the export URL) fills in when peers lack pieces. It
+// the web seed (the export URL) joins when no new piece arrives from
+// peers for swarm.DefaultWebSeedStall. It
 // returns the sha256 of the image and a function that keeps seeding
 // (a.SeedFor, or until the .torrent is withdrawn) and then closes the
 // client, returning why it stopped.

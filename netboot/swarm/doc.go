@@ -1,8 +1,13 @@
 // Package swarm distributes disk images over BitTorrent (BEP 3) with HTTP
-// web seeds (BEP 19), the scheme of HaDeS (aria2 pulling from the image
-// server over HTTP and from peers at once): a few nodes read from the image
-// server, the others share pieces, so per-node throughput stays flat as the
-// node count grows where plain HTTP from one server falls as 1/N.
+// web seeds (BEP 19), after HaDeS (aria2 pulling from the image server
+// and from peers): the image server's seeder sends each piece to a few
+// nodes, the nodes share pieces among themselves, so per-node throughput
+// stays flat as the node count grows where plain HTTP from one server
+// falls as 1/N. Two departures, both measured with bench:swarm: a node
+// keeps at most 4 requests outstanding at the seeder (deep queues there
+// fill its uplink with pieces the node then gets from peers first), and
+// the web seed is a fallback for a node that gets no new piece for 5 s
+// (Options.WebSeedStall), not a source from the start as in aria2.
 //
 // It wraps github.com/anacrolix/torrent v1.59.1:
 //

@@ -104,6 +104,7 @@ func (r *rig) metaInfo(t *testing.T, webSeed bool) *metainfo.MetaInfo {
 		if err != nil {
 			t.Fatal(err)
 		}
+		r.awaitSeederAnnounce(t, mi.HashInfoBytes().HexString())
 		return mi
 	}
 	info, err := Build(context.Background(), r.path)
@@ -119,6 +120,20 @@ func (r *rig) metaInfo(t *testing.T, webSeed bool) *metainfo.MetaInfo {
 		t.Fatal(err)
 	}
 	return mi
+}
+
+// awaitSeederAnnounce waits until the tracker knows the seeder of ih: the
+// seeder announces in the background, and a leecher that announces first
+// hears of no peer and (anacrolix waits at least a minute between
+// announces) would not ask again within a test's time.
+func (r *rig) awaitSeederAnnounce(t *testing.T, ih string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, seeds := r.tracker.Peers(ih); seeds > 0 {
+			return
+		}
+	}
+	t.Fatalf("the seeder of %s did not announce within 10 s", ih)
 }
 
 // buffer is an in-memory Target.

@@ -89,7 +89,8 @@ func serverMain(args []string) error {
 	url := "http://" + ln.Addr().String() + "/image"
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /image", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, *image) })
-	mux.Handle("GET /announce", swarm.NewTracker(5*time.Second))
+	tracker := swarm.NewTracker(0)
+	mux.Handle("GET /announce", tracker)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
@@ -107,6 +108,11 @@ func serverMain(args []string) error {
 		defer seeder.Close()
 		mi, err := seeder.Seed(context.Background(), "bench", *image, *digest, url)
 		if err != nil {
+			return err
+		}
+		// Clients that announce before the seeder would not hear of it
+		// for a minute (the library's shortest re-announce interval).
+		if err := awaitSeed(tracker, mi.HashInfoBytes().HexString(), 10*time.Second); err != nil {
 			return err
 		}
 		data, err := swarm.Encode(mi)
@@ -128,6 +134,16 @@ func serverMain(args []string) error {
 		done.SeederSent = st.Sent
 	}
 	return json.NewEncoder(os.Stdout).Encode(done)
+}
+
+// awaitSeed waits until tracker counts a seed of the info hash ih (hex).
+func awaitSeed(tracker *swarm.Tracker, ih string, within time.Duration) error {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, seeds := tracker.Peers(ih); seeds > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("the seeder did not announce %s within %s", ih, within)
 }
 
 // clientMain downloads the image once "go" arrives on stdin, into -out,
