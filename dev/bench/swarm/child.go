@@ -306,8 +306,8 @@ type child struct {
 // garbage less often, since they all share this host's few cores (more Ps
 // per process only add scheduler wake-ups: 32 swarm clients, 256 KiB
 // pieces, used 104 CPU-seconds with the default, 89 with one; GOGC=400
-// took 32 clients of 32 MiB from 51–57 to 42–49 CPU-seconds, their heaps
-// stay a few MiB). ctx ending kills it.
+// took 32 clients of 32 MiB from 51–57 to 42–49 CPU-seconds). ctx ending
+// kills it.
 func startChild(ctx context.Context, name, ns, self, role string, args ...string) (*child, error) {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, self}, args...)...)
 	env := []string{roleEnv + "=" + role, "GOMAXPROCS=1", "GOGC=400"}

@@ -30,7 +30,7 @@
 // Defaults (32 MiB, 20 Mbit/s) are what a shared 2-core host sustains: the
 // HTTP rounds alone take Σ N·F/u_s (53 × 13.4 s ≈ 12 min here; 256 MiB at
 // 100 Mbit/s would be 19 min), and 32 swarm clients at 20 Mbit/s already
-// used 77 CPU-seconds in 44 s (1.7 cores) with the host 91 % busy; at
+// used 53 CPU-seconds in 31 s (1.7 cores) with the host 93 % busy; at
 // 100 Mbit/s they would be CPU-bound, not link-bound.
 //
 // It exits 1 when a download fails or the -timeout passes, 2 on bad flags.
