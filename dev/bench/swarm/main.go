@@ -34,7 +34,8 @@
 // 100 Mbit/s they would be CPU-bound, not link-bound.
 //
 // It exits 1 when a download fails or the -timeout passes, 2 on bad flags.
-// -quick is a smoke run: N ∈ {1, 4} and a 4 MiB image.
+// -quick is a smoke run: N ∈ {1, 4} and a 4 MiB image; -methods swarm
+// (or http) measures one method alone.
 package main
 
 import (
