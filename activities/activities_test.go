@@ -271,16 +271,24 @@ func TestPowerOffErrors(t *testing.T) {
 	wantType(t, err, workflows.ErrUnknownNode)
 }
 
+// newSeeder starts a loopback seeder announcing to the default tracker
+// URL; it is closed when the test ends.
+func newSeeder(t *testing.T) *swarm.Seeder {
+	t.Helper()
+	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: "http://127.0.0.1:8880/announce"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = seeder.Close() })
+	return seeder
+}
+
 // TestExportSwarm: with a real seeder, Export publishes its run's .torrent
 // whose info hash and web seed the boot profile carries (a retry rewrites
 // the same file); Unexport withdraws it.
 func TestExportSwarm(t *testing.T) {
 	f := newFixture(t, "right")
-	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: "http://127.0.0.1:8880/announce"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seeder.Close()
+	seeder := newSeeder(t)
 	f.acts.Swarm, f.acts.SeedFor = seeder, 2*time.Minute
 	if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
 		t.Fatal(err)
@@ -353,11 +361,7 @@ func torrentFiles(t *testing.T, boot *netboot.Store) []string {
 // name before withdrawing anything.
 func TestEndSeeding(t *testing.T) {
 	f := newFixture(t, "right")
-	seeder, err := swarm.NewSeeder(swarm.SeederConfig{ListenAddr: "127.0.0.1:0", Announce: "http://127.0.0.1:8880/announce"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer seeder.Close()
+	seeder := newSeeder(t)
 	f.acts.Swarm = seeder
 	if _, err := f.env.ExecuteActivity(f.acts.Clone, workflows.CloneInput{Node: "r01n01", Image: "demo", Version: "v1"}); err != nil {
 		t.Fatal(err)
